@@ -1,0 +1,29 @@
+# Shared by scripts/test and scripts/demo: install what the build needs.
+# shellcheck shell=bash
+
+# ensure_packages PKG...: installs the Debian packages that are missing.
+# As root it runs apt-get update once and installs them; otherwise it prints
+# the exact command to run and fails.
+ensure_packages() {
+  local missing=()
+  local pkg
+  for pkg in "$@"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+      missing+=("$pkg")
+    fi
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing Debian packages; run as root:" >&2
+    echo "  apt-get update && apt-get install -y ${missing[*]}" >&2
+    return 1
+  fi
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# What every build of the project needs: toolchain, the interface
+# dependencies (hwloc, rdma-core headers) and the test and benchmark libraries.
+build_packages=(cmake ninja-build g++ pkg-config libhwloc-dev libibverbs-dev catch2 libbenchmark-dev clang-format)

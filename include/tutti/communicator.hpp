@@ -1,0 +1,178 @@
+// tutti::communicator: a group of ranks that found each other through a
+// store. This is the embedding API; collectives are added to it by the
+// collectives layer.
+//
+//   auto comm = tutti::communicator::from_env();       // any supported launcher
+//   auto comm = tutti::communicator(store, rank, size); // explicit form
+//
+// Construction is collective: every rank of the world constructs its
+// communicator, in the same order as its other communicators on that store.
+// It costs each rank two store round trips (claim the rank, count the
+// generation) plus the rendezvous (bootstrap/rendezvous.hpp).
+#pragma once
+
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <tutti/bootstrap/address_card.hpp>
+#include <tutti/bootstrap/file_store.hpp>
+#include <tutti/bootstrap/launcher.hpp>
+#include <tutti/bootstrap/rendezvous.hpp>
+#include <tutti/bootstrap/store.hpp>
+#include <tutti/bootstrap/tcp_store.hpp>
+#include <tutti/detail/log.hpp>
+#include <tutti/error.hpp>
+#include <tutti/options.hpp>
+#include <tutti/version.hpp>
+
+namespace tutti {
+
+class communicator {
+ public:
+  // TUTTI_* variables override `config` here as in from_env.
+  communicator(std::shared_ptr<store> shared, int rank, int size, options config = {})
+      : communicator(config.with_env(), std::move(shared), rank, size) {}
+
+  // Forms the world from the launcher's environment (see bootstrap/launcher.hpp
+  // and the README): rank 0 hosts the TCP store when TUTTI_STORE names one.
+  static communicator from_env(options config = {}) {
+    config = config.with_env();
+    const launch_info launch = detect_launch();
+    const std::string token = detail::process_env("TUTTI_STORE_TOKEN").value_or("");
+    detail::log(detail::log_level::info, "rank ", launch.rank, " of ", launch.world_size, " from ", launch.launcher,
+                ", store ", launch.store);
+    if (launch.store.starts_with("file://")) {
+      return communicator(std::make_shared<file_store>(launch.store.substr(7)), launch.rank, launch.world_size,
+                          std::move(config));
+    }
+    const auto where = detail::parse_tcp_url(launch.store, "TUTTI_STORE");
+    std::unique_ptr<tcp_store_server> server;
+    if (launch.rank == 0) {
+      detail::endpoint bind = where;
+      if (auto host = detail::process_env("TUTTI_STORE_BIND")) bind.host = *host;
+      try {
+        server = std::make_unique<tcp_store_server>(bind, token);
+      } catch (const error& e) {
+        detail::fail(e.code(), e.message(), " (rank 0 hosts the store: TUTTI_STORE must name an address of rank 0's",
+                     " host, or TUTTI_STORE_BIND the address to listen on)");
+      }
+    }
+    try {
+      auto client = std::make_shared<tcp_store>(where, token, config.timeout);
+      communicator comm(std::move(client), launch.rank, launch.world_size, std::move(config));
+      comm.state_->server = std::move(server);
+      return comm;
+    } catch (const error&) {
+      if (server) server->linger(server_linger);
+      throw;
+    }
+  }
+
+  [[nodiscard]] int rank() const noexcept { return state_->rank; }
+  [[nodiscard]] int size() const noexcept { return state_->size; }
+  // This rank's index among the ranks on its host, and their number.
+  [[nodiscard]] int local_rank() const noexcept { return state_->local_rank; }
+  [[nodiscard]] int local_size() const noexcept { return state_->local_size; }
+  [[nodiscard]] const options& config() const noexcept { return state_->config; }
+  // What rank `r` published at rendezvous.
+  [[nodiscard]] const address_card& card(int r) const {
+    check_rank(r, "card");
+    return state_->cards[static_cast<std::size_t>(r)];
+  }
+  [[nodiscard]] bool same_host(int r) const { return card(r).host_id == card(rank()).host_id; }
+
+ private:
+  struct state {
+    // First, so that it is destroyed last: after this rank's own client.
+    std::unique_ptr<tcp_store_server> server;
+    int rank = 0;
+    int size = 0;
+    int local_rank = 0;
+    int local_size = 0;
+    options config;
+    std::shared_ptr<store> scoped_store;
+    std::vector<address_card> cards;
+  };
+
+  // How long a rank 0 whose bootstrap failed keeps its store up for the
+  // others to read the fault.
+  static constexpr std::chrono::seconds server_linger{5};
+
+  // The constructor proper, taking options with the environment applied.
+  communicator(options config, std::shared_ptr<store> shared, int rank, int size) : state_(std::make_unique<state>()) {
+    if (!shared) detail::fail(errc::invalid_argument, "communicator: the store is null");
+    if (size < 1) detail::fail(errc::invalid_argument, "communicator: world size ", size, " is not positive");
+    if (rank < 0 || rank >= size) {
+      detail::fail(errc::invalid_argument, "communicator: rank ", rank, " is outside [0, ", size, ")");
+    }
+    state& s = *state_;
+    s.rank = rank;
+    s.size = size;
+    s.config = std::move(config);
+
+    address_card mine;
+    mine.rank = rank;
+    mine.world_size = size;
+    mine.host_id = detail::local_host_id();
+    mine.hostname = detail::local_hostname();
+    mine.pid = ::getpid();
+    mine.library = version;
+
+    claim_rank(*shared, mine);
+    // Each rank counts the communicators it made on this store; ranks make
+    // them in the same order, so the count names this one on every rank.
+    const auto generation = shared->add(detail::concat("tutti/generation/", rank), 1);
+    s.scoped_store = std::make_shared<prefix_store>(shared, detail::concat("tutti/", generation, "/"));
+    try {
+      s.cards = detail::rendezvous(*s.scoped_store, mine, s.config.timeout);
+    } catch (const error& e) {
+      // A stall may have a cause another rank found (a duplicate rank).
+      if (e.code() == errc::timeout && shared->contains(fault_key()).front()) {
+        detail::raise_fault(shared->get(fault_key().front(), s.config.timeout));
+      }
+      throw;
+    }
+    for (const auto& card : s.cards) {
+      if (card.host_id != mine.host_id) continue;
+      if (card.rank < rank) ++s.local_rank;
+      ++s.local_size;
+    }
+  }
+
+  static std::span<const std::string> fault_key() {
+    static const std::string key[] = {"tutti/fault"};
+    return key;
+  }
+
+  // A rank belongs to the first process that claims it on this store, for
+  // every communicator made there: a second process given the same rank
+  // (a launcher misconfiguration) fails at once and leaves a fault that the
+  // others report when their rendezvous stalls. Generations are counted per
+  // rank, so without this claim a duplicate would silently form a world of
+  // its own.
+  static void claim_rank(store& shared, const address_card& mine) {
+    const std::string identity = detail::concat(mine.host_id, ' ', mine.pid);
+    const std::string key = detail::concat("tutti/owner/", mine.rank);
+    const std::string owner = shared.compare_set(key, "", identity);
+    if (owner == identity) return;
+    const std::string message = detail::concat(
+        "communicator: rank ", mine.rank, " was given to two processes: pid ", owner.substr(owner.rfind(' ') + 1),
+        " on ", owner.substr(0, owner.rfind(' ')), " and ", mine.describe(), " on ", mine.host_id);
+    shared.compare_set(fault_key().front(), "", detail::encode_fault(errc::invalid_argument, message));
+    detail::fail(errc::invalid_argument, message);
+  }
+
+  void check_rank(int r, const char* what) const {
+    if (r < 0 || r >= size()) {
+      detail::fail(errc::invalid_argument, "communicator::", what, ": rank ", r, " is outside [0, ", size(), ")");
+    }
+  }
+
+  std::unique_ptr<state> state_;
+};
+
+}  // namespace tutti

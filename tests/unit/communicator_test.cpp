@@ -1,0 +1,276 @@
+// Communicator creation: rendezvous over every store, under every launcher's
+// variables, and each way it can fail.
+#include <tutti/communicator.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <tutti/bootstrap/memory_store.hpp>
+
+#include "../support/subprocess.hpp"
+
+using namespace std::chrono_literals;
+using tutti::test::subprocess;
+
+namespace {
+
+struct temp_dir {
+  std::filesystem::path path;
+  temp_dir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "tutti-comm-XXXXXX").string();
+    path = ::mkdtemp(pattern.data());
+  }
+  ~temp_dir() { std::filesystem::remove_all(path); }
+};
+
+std::uint16_t free_port() {
+  const tutti::detail::fd_handle probe = tutti::detail::listen_on({"127.0.0.1", 0});
+  return tutti::detail::bound_port(probe.get());
+}
+
+std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+// Runs `size` threads forming a communicator on one memory store.
+template <class Check>
+void with_thread_world(int size, Check check, std::shared_ptr<tutti::store> shared = nullptr) {
+  if (!shared) shared = std::make_shared<tutti::memory_store>();
+  std::vector<std::thread> threads;
+  std::vector<std::string> failures(static_cast<std::size_t>(size));
+  for (int r = 0; r < size; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        tutti::options config;
+        config.timeout = 10s;
+        const tutti::communicator comm(shared, r, size, config);
+        check(comm);
+      } catch (const std::exception& e) {
+        failures[static_cast<std::size_t>(r)] = e.what();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& f : failures) CHECK(f.empty());
+}
+
+}  // namespace
+
+TEST_CASE("threads form worlds of 1 to 8 ranks on a memory store", "[communicator]") {
+  for (int size = 1; size <= 8; ++size) {
+    with_thread_world(size, [size](const tutti::communicator& comm) {
+      if (comm.size() != size) throw std::runtime_error("size");
+      if (comm.local_size() != size || comm.local_rank() != comm.rank()) throw std::runtime_error("local rank");
+      for (int r = 0; r < size; ++r) {
+        if (comm.card(r).rank != r || comm.card(r).pid != ::getpid()) throw std::runtime_error("card");
+        if (!comm.same_host(r)) throw std::runtime_error("same host");
+      }
+    });
+  }
+}
+
+TEST_CASE("successive communicators on one store do not mix", "[communicator]") {
+  auto shared = std::make_shared<tutti::memory_store>();
+  for (int round = 0; round < 3; ++round) {
+    with_thread_world(
+        3, [](const tutti::communicator& comm) { (void)comm.card(2); }, shared);
+  }
+  CHECK(shared->get("tutti/generation/0", 1s) == "3");
+}
+
+TEST_CASE("explicit form rejects bad arguments before touching the store", "[communicator]") {
+  auto shared = std::make_shared<tutti::memory_store>();
+  CHECK_THROWS_WITH(tutti::communicator(shared, 4, 4),
+                    "tutti: invalid_argument: communicator: rank 4 is outside [0, 4)");
+  CHECK_THROWS_WITH(tutti::communicator(shared, 0, 0),
+                    "tutti: invalid_argument: communicator: world size 0 is not positive");
+  CHECK_THROWS_WITH(tutti::communicator(nullptr, 0, 1), "tutti: invalid_argument: communicator: the store is null");
+  CHECK(shared->contains(std::vector<std::string>{"tutti/generation/0"}) == std::vector<bool>{false});
+  const tutti::communicator alone(shared, 0, 1);
+  CHECK_THROWS_WITH(alone.card(1), "tutti: invalid_argument: communicator::card: rank 1 is outside [0, 1)");
+}
+
+TEST_CASE("rendezvous rejects a rank running another tutti version", "[communicator]") {
+  auto shared = std::make_shared<tutti::memory_store>();
+  std::string error_of_rank0;
+  std::thread other([&] {
+    tutti::address_card forged;
+    forged.rank = 1;
+    forged.world_size = 2;
+    forged.hostname = "elsewhere";
+    forged.pid = 4242;
+    forged.library = {tutti::version.major, tutti::version.minor + 1, 0};
+    tutti::prefix_store scoped(shared, "tutti/1/");
+    shared->add("tutti/generation/1", 1);
+    try {
+      tutti::detail::rendezvous(scoped, forged, 5s);
+    } catch (const tutti::error&) {
+    }
+  });
+  try {
+    tutti::options config;
+    config.timeout = 5s;
+    tutti::communicator(shared, 0, 2, config);
+  } catch (const tutti::error& e) {
+    CHECK(e.code() == tutti::errc::mismatch);
+    error_of_rank0 = e.message();
+  }
+  other.join();
+  CHECK_THAT(error_of_rank0,
+             Catch::Contains("rank 1 (pid 4242 on elsewhere) runs tutti 0.2.0") && Catch::Contains(") runs 0.1."));
+}
+
+// --- processes under each launcher -------------------------------------------
+
+// Forms a world from the environment and checks it against the expected rank
+// and size; on a tutti::error writes "<code>|<message>" to args[2].
+TUTTI_TEST_WORKER(form_world) {
+  const int expected_rank = std::stoi(args.at(0));
+  const int expected_size = std::stoi(args.at(1));
+  try {
+    const auto comm = tutti::communicator::from_env();
+    if (comm.rank() != expected_rank || comm.size() != expected_size) return 2;
+    if (comm.local_size() != expected_size || comm.local_rank() != expected_rank) return 4;
+    for (int r = 0; r < comm.size(); ++r) {
+      if (comm.card(r).rank != r) return 5;
+    }
+    return 0;
+  } catch (const tutti::error& e) {
+    std::ofstream(args.at(2)) << tutti::to_string(e.code()) << '|' << e.message();
+    return 3;
+  }
+}
+
+namespace {
+
+using environment = subprocess::environment;
+
+environment operator+(environment a, const environment& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+// The variables each launcher would set for `rank` of `size`.
+environment launcher_env(const std::string& launcher, int rank, int size, std::uint16_t port,
+                         const std::string& store_dir) {
+  const auto r = std::to_string(rank);
+  const auto n = std::to_string(size);
+  const auto store = "tcp://127.0.0.1:" + std::to_string(port);
+  // Quiet unrelated launchers' variables possibly inherited from the test's own environment.
+  environment env{{"TUTTI_TIMEOUT", "20"}};
+  if (launcher == "tutti") return env + environment{{"TUTTI_RANK", r}, {"TUTTI_WORLD_SIZE", n}, {"TUTTI_STORE", store}};
+  if (launcher == "file") {
+    return env + environment{{"TUTTI_RANK", r}, {"TUTTI_WORLD_SIZE", n}, {"TUTTI_STORE", "file://" + store_dir}};
+  }
+  if (launcher == "torchrun") {
+    return env + environment{{"RANK", r},
+                             {"WORLD_SIZE", n},
+                             {"LOCAL_RANK", r},
+                             {"MASTER_ADDR", "127.0.0.1"},
+                             {"MASTER_PORT", std::to_string(port - 1)}};
+  }
+  if (launcher == "slurm") {
+    return env + environment{{"SLURM_PROCID", r}, {"SLURM_NTASKS", n}, {"SLURM_LOCALID", r}, {"TUTTI_STORE", store}};
+  }
+  if (launcher == "openmpi") {
+    return env + environment{{"OMPI_COMM_WORLD_RANK", r},
+                             {"OMPI_COMM_WORLD_SIZE", n},
+                             {"OMPI_COMM_WORLD_LOCAL_RANK", r},
+                             {"TUTTI_STORE", store}};
+  }
+  return env + environment{{"PMI_RANK", r}, {"PMI_SIZE", n}, {"MPI_LOCALRANKID", r}, {"TUTTI_STORE", store}};
+}
+
+}  // namespace
+
+TEST_CASE("8 processes rendezvous under each launcher's variables", "[communicator][processes]") {
+  for (const std::string launcher : {"tutti", "file", "torchrun", "slurm", "openmpi", "mpich"}) {
+    INFO("launcher " << launcher);
+    temp_dir dir;
+    const auto port = free_port();
+    std::vector<subprocess> ranks;
+    for (int r = 0; r < 8; ++r) {
+      ranks.push_back(subprocess::spawn("form_world",
+                                        {std::to_string(r), "8", (dir.path / ("error" + std::to_string(r))).string()},
+                                        launcher_env(launcher, r, 8, port, (dir.path / "store").string())));
+    }
+    for (int r = 0; r < 8; ++r) {
+      const int status = ranks[static_cast<std::size_t>(r)].wait(60s);
+      INFO("rank " << r << ": " << read_file(dir.path / ("error" + std::to_string(r))));
+      CHECK(status == 0);
+    }
+  }
+}
+
+namespace {
+
+struct failure_run {
+  std::vector<int> status;
+  std::vector<std::string> errors;
+  std::chrono::steady_clock::duration elapsed{};
+};
+
+// Starts one process per entry of `ranks_and_sizes` with explicit TUTTI_*
+// variables and the given timeout, and collects exit statuses and errors.
+failure_run run_explicit(const std::vector<std::pair<int, int>>& ranks_and_sizes, const std::string& timeout) {
+  temp_dir dir;
+  const auto store = "tcp://127.0.0.1:" + std::to_string(free_port());
+  failure_run run;
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<subprocess> procs;
+  for (std::size_t i = 0; i < ranks_and_sizes.size(); ++i) {
+    const auto [rank, size] = ranks_and_sizes[i];
+    procs.push_back(subprocess::spawn(
+        "form_world", {std::to_string(rank), std::to_string(size), (dir.path / std::to_string(i)).string()},
+        {{"TUTTI_RANK", std::to_string(rank)},
+         {"TUTTI_WORLD_SIZE", std::to_string(size)},
+         {"TUTTI_STORE", store},
+         {"TUTTI_TIMEOUT", timeout}}));
+  }
+  for (std::size_t i = 0; i < procs.size(); ++i) {
+    run.status.push_back(procs[i].wait(30s));
+    run.errors.push_back(read_file(dir.path / std::to_string(i)));
+  }
+  run.elapsed = std::chrono::steady_clock::now() - start;
+  return run;
+}
+
+}  // namespace
+
+TEST_CASE("a missing rank is named after the timeout", "[communicator][processes]") {
+  const auto run = run_explicit({{0, 4}, {1, 4}, {3, 4}}, "1.5");
+  for (std::size_t i = 0; i < 3; ++i) {
+    CHECK(run.status[i] == 3);
+    CHECK_THAT(run.errors[i], Catch::StartsWith("timeout|") && Catch::Contains("1 of 4 ranks never arrived") &&
+                                  Catch::Contains("rank 2"));
+  }
+  CHECK(run.elapsed < std::chrono::milliseconds(2250));  // 1.5 x the timeout
+}
+
+TEST_CASE("a duplicate rank is named by every process", "[communicator][processes]") {
+  const auto run = run_explicit({{0, 4}, {1, 4}, {1, 4}, {3, 4}}, "3");
+  for (std::size_t i = 0; i < 4; ++i) {
+    CHECK(run.status[i] == 3);
+    CHECK_THAT(run.errors[i],
+               Catch::StartsWith("invalid_argument|") && Catch::Contains("rank 1 was given to two processes"));
+  }
+  CHECK(run.elapsed < std::chrono::milliseconds(4500));
+}
+
+TEST_CASE("disagreeing world sizes are named", "[communicator][processes]") {
+  const auto run = run_explicit({{0, 3}, {1, 3}, {2, 4}}, "2");
+  for (std::size_t i = 0; i < 3; ++i) {
+    CHECK(run.status[i] == 3);
+    CHECK_THAT(run.errors[i],
+               Catch::StartsWith("mismatch|") && Catch::Contains("world size") && Catch::Contains("rank 2"));
+  }
+  CHECK(run.elapsed < std::chrono::milliseconds(3000));
+}

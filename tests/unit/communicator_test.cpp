@@ -18,6 +18,7 @@
 
 using namespace std::chrono_literals;
 using tutti::test::subprocess;
+using tutti::tools::process;
 
 namespace {
 
@@ -196,7 +197,7 @@ TEST_CASE("8 processes rendezvous under each launcher's variables", "[communicat
     INFO("launcher " << launcher);
     temp_dir dir;
     const auto port = free_port();
-    std::vector<subprocess> ranks;
+    std::vector<process> ranks;
     for (int r = 0; r < 8; ++r) {
       ranks.push_back(subprocess::spawn("form_world",
                                         {std::to_string(r), "8", (dir.path / ("error" + std::to_string(r))).string()},
@@ -225,7 +226,7 @@ failure_run run_explicit(const std::vector<std::pair<int, int>>& ranks_and_sizes
   const auto store = "tcp://127.0.0.1:" + std::to_string(free_port());
   failure_run run;
   const auto start = std::chrono::steady_clock::now();
-  std::vector<subprocess> procs;
+  std::vector<process> procs;
   for (std::size_t i = 0; i < ranks_and_sizes.size(); ++i) {
     const auto [rank, size] = ranks_and_sizes[i];
     procs.push_back(subprocess::spawn(

@@ -338,7 +338,7 @@ TUTTI_TEST_WORKER(file_store_hammer) {
 
 TEST_CASE("file_store add and compare_set are atomic across 8 processes", "[file_store]") {
   temp_dir dir;
-  std::vector<tutti::test::subprocess> ranks;
+  std::vector<tutti::tools::process> ranks;
   for (int r = 0; r < 8; ++r) {
     ranks.push_back(tutti::test::subprocess::spawn("file_store_hammer", {dir.path.string(), std::to_string(r)}));
   }

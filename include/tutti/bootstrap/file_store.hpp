@@ -63,25 +63,6 @@ namespace detail::fstore {
   fail(errc::transport, "file_store: ", op, " ", path, ": ", std::generic_category().message(err));
 }
 
-inline char hex_digit(unsigned value) { return "0123456789ABCDEF"[value & 15U]; }
-
-// A key as it can be shown in a message: quoted, non-printable bytes as \xNN.
-inline std::string printable(std::string_view bytes, std::size_t max_bytes = 200) {
-  std::string out = "\"";
-  for (const char ch : bytes.substr(0, max_bytes)) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out.append({'\\', ch});
-    } else if (c >= 0x20 && c < 0x7f) {
-      out += ch;
-    } else {
-      out.append({'\\', 'x', hex_digit(c >> 4U), hex_digit(c)});
-    }
-  }
-  out += bytes.size() > max_bytes ? "\"..." : "\"";
-  return out;
-}
-
 // Injective, because '%' itself is escaped.
 inline std::string escape_file_name(std::string_view bytes) {
   std::string out;
@@ -93,7 +74,8 @@ inline std::string escape_file_name(std::string_view bytes) {
     if (plain) {
       out += ch;
     } else {
-      out.append({'%', hex_digit(c >> 4U), hex_digit(c)});
+      constexpr const char* hex = "0123456789ABCDEF";
+      out.append({'%', hex[c >> 4U], hex[c & 15U]});
     }
   }
   return out;
@@ -228,7 +210,7 @@ class file_store_lock {
                           return false;
                         });
     if (!locked) {
-      fail(errc::timeout, "file_store: ", op, "(", printable(key), "): ", path, " stayed locked for ",
+      fail(errc::timeout, "file_store: ", op, "(", detail::printable(key), "): ", path, " stayed locked for ",
            std::chrono::duration<double>(timeout).count(), " s");
     }
   }
@@ -273,22 +255,7 @@ class file_store final : public store {
 
   std::int64_t add(std::string_view key, std::int64_t delta) override {
     const detail::fstore::file_store_lock lock(lock_path(), "add", key, lock_timeout_);
-    std::int64_t value = 0;
-    if (const auto current = load(key)) {
-      const auto* end = current->data() + current->size();
-      const auto [stop, status] = std::from_chars(current->data(), end, value);
-      if (status != std::errc{} || stop != end || current->empty()) {
-        detail::fail(errc::invalid_argument, "file_store: add(", detail::fstore::printable(key), "): value ",
-                     detail::fstore::printable(*current, 40), " is not a decimal integer");
-      }
-    }
-    constexpr auto max = std::numeric_limits<std::int64_t>::max();
-    constexpr auto min = std::numeric_limits<std::int64_t>::min();
-    if ((delta > 0 && value > max - delta) || (delta < 0 && value < min - delta)) {
-      detail::fail(errc::invalid_argument, "file_store: add(", detail::fstore::printable(key), ", ", delta,
-                   ") overflows ", value);
-    }
-    value += delta;
+    const std::int64_t value = detail::add_to_counter(key, load(key).value_or(""), delta);
     publish(key, std::to_string(value));
     return value;
   }
@@ -414,14 +381,9 @@ class file_store final : public store {
 
   [[noreturn]] void fail_timeout(std::span<const std::string> keys, std::span<const std::size_t> missing,
                                  timeout_type timeout) const {
-    constexpr std::size_t shown = 10;
-    std::string list;
-    for (std::size_t i = 0; i < std::min(shown, missing.size()); ++i) {
-      list += (i == 0 ? "" : ", ") + detail::fstore::printable(keys[missing[i]]);
-    }
-    if (missing.size() > shown) list += detail::concat(" and ", missing.size() - shown, " more");
-    detail::fail(errc::timeout, "file_store: ", missing.size(), " of ", keys.size(), " keys still missing in ",
-                 directory_, " after ", std::chrono::duration<double>(timeout).count(), " s: ", list);
+    std::vector<std::string> names;
+    for (const auto index : missing) names.push_back(keys[index]);
+    detail::fail_store_timeout(detail::concat("file_store in ", directory_), names, keys.size(), timeout);
   }
 
   std::filesystem::path directory_;

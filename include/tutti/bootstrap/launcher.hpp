@@ -48,6 +48,7 @@
 #include <vector>
 
 #include <tutti/detail/env.hpp>
+#include <tutti/detail/socket.hpp>
 #include <tutti/error.hpp>
 
 namespace tutti {
@@ -86,41 +87,26 @@ inline constexpr std::array<launcher_vars, 5> launchers{{
 
 inline constexpr std::size_t max_slurm_hosts = 1'000'000;
 
-// Why `store` is not a store address, or empty when it is one.
-inline std::string_view store_problem(std::string_view store) {
-  constexpr std::string_view tcp = "tcp://", file = "file://";
-  if (store.starts_with(file)) {
-    return store.substr(file.size()).starts_with('/') ? "" : "the path after file:// is not absolute";
+// Checks a store address: tcp://host:port (parsed as the store will parse
+// it) or file:// with an absolute path. `what` names its source.
+inline void check_store_address(std::string_view store, std::string_view what) {
+  constexpr std::string_view file = "file://";
+  if (!store.starts_with(file)) {
+    parse_tcp_url(store, what);
+  } else if (!store.substr(file.size()).starts_with('/')) {
+    fail(errc::invalid_argument, what, "='", store, "' is not file:///<absolute dir>");
   }
-  if (!store.starts_with(tcp)) return "the scheme is neither tcp:// nor file://";
-  std::string_view rest = store.substr(tcp.size());
-  std::string_view host;
-  if (rest.starts_with('[')) {
-    const auto close = rest.find(']');
-    if (close == std::string_view::npos) return "the [ of an IPv6 address is not closed";
-    host = rest.substr(1, close - 1);
-    rest = rest.substr(close + 1);
-  } else {
-    host = rest.substr(0, rest.find(':'));
-    rest = rest.substr(host.size());
-    if (rest.find(':', 1) != std::string_view::npos) return "an IPv6 address must be in brackets";
-  }
-  if (host.empty() || host.find_first_of("/@[] \t") != std::string_view::npos) return "the host is empty or malformed";
-  if (!rest.starts_with(':')) return "there is no :port after the host";
-  int port = 0;
-  const auto digits = rest.substr(1);
-  const auto [end, status] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
-  if (digits.empty() || status != std::errc{} || end != digits.data() + digits.size() || port < 1 || port > 65535) {
-    return "the port is not a number in 1..65535";
-  }
-  return "";
 }
 
 inline std::string tcp_store(std::string_view host_var, std::string_view host, std::int64_t port) {
   // An IPv6 literal needs brackets so its colons are not read as the port's.
   const bool bracket = host.find(':') != std::string_view::npos && !host.starts_with('[');
   std::string store = concat("tcp://", bracket ? "[" : "", host, bracket ? "]" : "", ':', port);
-  if (!store_problem(store).empty()) fail(errc::invalid_argument, host_var, "='", host, "' is not a host");
+  try {
+    parse_tcp_url(store, host_var);
+  } catch (const error&) {
+    fail(errc::invalid_argument, host_var, "='", host, "' is not a host name or address");
+  }
   return store;
 }
 
@@ -248,10 +234,7 @@ inline std::vector<std::string> expand_slurm_nodelist(std::string_view nodelist)
 
 inline std::string launch_store(const launcher_vars& launcher, const env_lookup& env) {
   if (auto store = env("TUTTI_STORE")) {
-    if (const auto why = store_problem(*store); !why.empty()) {
-      fail(errc::invalid_argument, "TUTTI_STORE='", *store, "' is not a store address: ", why,
-           " (expected tcp://<host>:<port> or file:///<absolute dir>)");
-    }
+    check_store_address(*store, "TUTTI_STORE");
     return *std::move(store);
   }
   if (launcher.id == "slurm") {

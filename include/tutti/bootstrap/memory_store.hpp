@@ -2,7 +2,6 @@
 // transport, single-process multi-GPU).
 #pragma once
 
-#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -47,13 +46,7 @@ class memory_store final : public store {
     {
       const std::scoped_lock lock(mutex_);
       auto& text = values_[std::string(key)];
-      if (!text.empty()) {
-        const auto [end, status] = std::from_chars(text.data(), text.data() + text.size(), value);
-        if (status != std::errc{} || end != text.data() + text.size()) {
-          detail::fail(errc::invalid_argument, "store: add on key '", key, "' whose value is not a counter");
-        }
-      }
-      value += delta;
+      value = detail::add_to_counter(key, text, delta);
       text = std::to_string(value);
     }
     changed_.notify_all();
@@ -105,7 +98,7 @@ class memory_store final : public store {
     for (const auto& key : keys) {
       if (!values_.contains(key)) missing.push_back(key);
     }
-    detail::fail_store_timeout(missing, timeout);
+    detail::fail_store_timeout("memory_store", missing, keys.size(), timeout);
   }
 
   std::mutex mutex_;

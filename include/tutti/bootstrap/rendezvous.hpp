@@ -15,7 +15,8 @@
 //      world size and library version.
 //   5. add("read", 1): the last reader publishes "all_read", which rank 0
 //      waits for, so a store hosted by rank 0 outlives everyone's reads.
-// Five round trips per rank, six for rank 0.
+// Five round trips per rank; one more each for the rank that completes the
+// arrival count, the last reader, and rank 0.
 #pragma once
 
 #include <charconv>

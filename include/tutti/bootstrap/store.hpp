@@ -7,12 +7,14 @@
 // remote_failure. Every implementation is safe to call from several threads.
 #pragma once
 
+#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -56,15 +58,55 @@ class store {
 
 namespace detail {
 
+// A key or value as it can be shown in a message: quoted, with non-printable
+// bytes as \xNN, cut after `max_bytes`.
+inline std::string printable(std::string_view bytes, std::size_t max_bytes = 200) {
+  constexpr const char* hex = "0123456789ABCDEF";
+  std::string out = "\"";
+  for (const char ch : bytes.substr(0, max_bytes)) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      out.append({'\\', ch});
+    } else if (c >= 0x20 && c < 0x7f) {
+      out += ch;
+    } else {
+      out.append({'\\', 'x', hex[c >> 4U], hex[c & 15U]});
+    }
+  }
+  out += bytes.size() > max_bytes ? "\"..." : "\"";
+  return out;
+}
+
 // The timeout every store reports: which keys are still missing (the first
 // few; at thousands of ranks the full list is noise) and how long it waited.
-[[noreturn]] inline void fail_store_timeout(std::span<const std::string> missing, store::timeout_type timeout) {
+// `where` names the store.
+[[noreturn]] inline void fail_store_timeout(std::string_view where, std::span<const std::string> missing,
+                                            std::size_t total, store::timeout_type timeout) {
   constexpr std::size_t shown = 10;
   std::string list;
-  for (std::size_t i = 0; i < missing.size() && i < shown; ++i)
-    list.append(i == 0 ? "'" : ", '").append(missing[i]) += '\'';
+  for (std::size_t i = 0; i < missing.size() && i < shown; ++i) list += (i == 0 ? "" : ", ") + printable(missing[i]);
   if (missing.size() > shown) list += concat(" and ", missing.size() - shown, " more");
-  fail(errc::timeout, "store: waited ", static_cast<double>(timeout.count()) / 1000.0, " s for ", list);
+  fail(errc::timeout, where, ": waited ", std::chrono::duration<double>(timeout).count(), " s for ", missing.size(),
+       " of ", total, " keys: ", list);
+}
+
+// add() for every store: the current value (empty when the key is missing)
+// plus delta, with the value checked to be a counter and the sum to fit.
+inline std::int64_t add_to_counter(std::string_view key, std::string_view current, std::int64_t delta) {
+  std::int64_t value = 0;
+  if (!current.empty()) {
+    const auto* end = current.data() + current.size();
+    const auto [stop, status] = std::from_chars(current.data(), end, value);
+    if (status != std::errc{} || stop != end) {
+      fail(errc::invalid_argument, "store: add(", printable(key), "): value ", printable(current, 40),
+           " is not a decimal integer");
+    }
+  }
+  std::int64_t sum = 0;
+  if (__builtin_add_overflow(value, delta, &sum)) {
+    fail(errc::invalid_argument, "store: add(", printable(key), ", ", delta, ") overflows ", value);
+  }
+  return sum;
 }
 
 }  // namespace detail

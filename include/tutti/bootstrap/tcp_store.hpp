@@ -276,16 +276,14 @@ class tcp_store_server {
         break;
       case opcode::add: {
         std::string& text = values_[request.keys[0]];
-        std::int64_t value = 0;
-        const auto [end, status] = std::from_chars(text.data(), text.data() + text.size(), value);
-        if (!text.empty() && (status != std::errc{} || end != text.data() + text.size())) {
+        try {
+          reply.number = detail::add_to_counter(request.keys[0], text, request.number);
+        } catch (const error& e) {
           reply.code = detail::store_wire::status::error;
-          reply.items.push_back(detail::concat("add on key '", request.keys[0], "' whose value is not a counter"));
+          reply.items.push_back(e.message());
           break;
         }
-        value += request.number;
-        text = std::to_string(value);
-        reply.number = value;
+        text = std::to_string(reply.number);
         changed(request.keys[0]);
         break;
       }
@@ -525,22 +523,22 @@ class tcp_store final : public store {
     const auto deadline = clock::now() + (blocking ? *blocking + server_grace : timeout_);
     const std::scoped_lock lock(mutex_);
     if (broken_) detail::fail(errc::remote_failure, name_, " failed earlier; the connection is closed");
+    wire::response reply;
     try {
       detail::send_all(fd_.get(), frame, deadline, name_);
-      auto reply = wire::decode_response(receive_frame(deadline));
-      if (reply.code == wire::status::timeout) detail::fail_store_timeout(reply.items, blocking.value_or(timeout_));
-      if (reply.code == wire::status::error) {
-        detail::fail(errc::invalid_argument, "store: ", reply.items.empty() ? "error" : reply.items[0]);
-      }
-      return reply;
-    } catch (const error& e) {
-      // A timeout or error reply leaves the connection in step; anything else
-      // (lost server, garbled reply) leaves it unusable.
-      const bool answered = e.code() == errc::invalid_argument && e.message().starts_with("store: ") &&
-                            !e.message().starts_with("store: malformed");
-      if (!answered && !(e.code() == errc::timeout && e.message().starts_with("store: waited"))) broken_ = true;
+      reply = wire::decode_response(receive_frame(deadline));
+    } catch (const error&) {
+      // A lost server or a garbled reply leaves the connection out of step.
+      broken_ = true;
       throw;
     }
+    if (reply.code == wire::status::timeout) {
+      detail::fail_store_timeout(name_, reply.items, request.keys.size(), blocking.value_or(timeout_));
+    }
+    if (reply.code == wire::status::error) {
+      detail::fail(errc::invalid_argument, reply.items.empty() ? "store: error" : reply.items[0]);
+    }
+    return reply;
   }
 
   detail::endpoint server_;

@@ -90,7 +90,7 @@ inline endpoint parse_tcp_url(std::string_view url, std::string_view what) {
     port_text = rest.substr(colon + 1);
     if (host.find(':') != std::string_view::npos) bad("IPv6 addresses need brackets");
   }
-  if (host.empty()) bad("no host");
+  if (host.empty() || host.find_first_of("/@[] \t") != std::string_view::npos) bad("empty or malformed host");
   unsigned port = 0;
   if (port_text.empty() || port_text.size() > 5 ||
       !std::all_of(port_text.begin(), port_text.end(), [](char c) { return c >= '0' && c <= '9'; })) {

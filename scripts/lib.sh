@@ -26,4 +26,4 @@ ensure_packages() {
 
 # What every build of the project needs: toolchain, the interface
 # dependencies (hwloc, rdma-core headers) and the test and benchmark libraries.
-build_packages=(cmake ninja-build g++ pkg-config libhwloc-dev libibverbs-dev catch2 libbenchmark-dev clang-format)
+build_packages=(cmake ninja-build g++ pkg-config libhwloc-dev libibverbs-dev catch2 libbenchmark-dev clang-format clang libclang-rt-14-dev)

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -37,8 +38,9 @@ std::uint16_t free_port() {
 }
 
 std::string read_file(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  return {std::istreambuf_iterator<char>(in), {}};
+  std::ostringstream out;
+  if (std::ifstream in(path); in) out << in.rdbuf();
+  return out.str();
 }
 
 // Runs `size` threads forming a communicator on one memory store.

@@ -13,6 +13,7 @@
 #include <map>
 #include <string>
 #include <vector>
+#include "memcpy_reference.hpp"
 
 namespace {
 
@@ -25,17 +26,6 @@ void reduce_sum(benchmark::State& state, std::size_t bytes) {
   const std::vector<T> src(bytes / sizeof(T), T(0.002f));
   for (auto _ : state) {
     tutti::reduce_into(std::span<T>(dst), std::span<const T>(src), tutti::sum{});
-    benchmark::DoNotOptimize(dst.data());
-    benchmark::ClobberMemory();
-  }
-  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(bytes));
-}
-
-void copy(benchmark::State& state, std::size_t bytes) {
-  std::vector<char> dst(bytes, 1);
-  const std::vector<char> src(bytes, 2);
-  for (auto _ : state) {
-    std::memcpy(dst.data(), src.data(), bytes);
     benchmark::DoNotOptimize(dst.data());
     benchmark::ClobberMemory();
   }
@@ -70,7 +60,7 @@ int main(int argc, char** argv) {
   const char* kernels[] = {"memcpy", "sum_float32", "sum_float64", "sum_bfloat16"};
   // Interleaved per size, so memcpy and the kernels see the same machine state.
   for (std::size_t bytes = min_bytes; bytes <= max_bytes; bytes *= 4) {
-    benchmark::RegisterBenchmark(name(kernels[0], bytes).c_str(), copy, bytes);
+    benchmark::RegisterBenchmark(name(kernels[0], bytes).c_str(), tutti::bench::memcpy_reference, bytes);
     benchmark::RegisterBenchmark(name(kernels[1], bytes).c_str(), reduce_sum<float>, bytes);
     benchmark::RegisterBenchmark(name(kernels[2], bytes).c_str(), reduce_sum<double>, bytes);
     benchmark::RegisterBenchmark(name(kernels[3], bytes).c_str(), reduce_sum<tutti::bfloat16>, bytes);

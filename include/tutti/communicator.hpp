@@ -8,7 +8,9 @@
 // Construction is collective: every rank of the world constructs its
 // communicator, in the same order as its other communicators on that store.
 // It costs each rank two store round trips (claim the rank, count the
-// generation) plus the rendezvous (bootstrap/rendezvous.hpp).
+// generation), the rendezvous (bootstrap/rendezvous.hpp), what the
+// transports exchange while attaching (shm: a mapping barrier per host), and
+// one last count that rank 0 waits on.
 #pragma once
 
 #include <unistd.h>
@@ -27,6 +29,11 @@
 #include <tutti/detail/log.hpp>
 #include <tutti/error.hpp>
 #include <tutti/options.hpp>
+#include <tutti/transport/inproc.hpp>
+#include <tutti/transport/shm.hpp>
+#include <tutti/transport/tcp.hpp>
+#include <tutti/transport/transport.hpp>
+#include <tutti/transport/wait.hpp>
 #include <tutti/version.hpp>
 
 namespace tutti {
@@ -85,6 +92,15 @@ class communicator {
   }
   [[nodiscard]] bool same_host(int r) const { return card(r).host_id == card(rank()).host_id; }
 
+  // The byte-level channel to rank `r` (this rank included), and the
+  // transport that carries it: what collectives run on. Chosen at creation
+  // (see options::transport).
+  [[nodiscard]] transport::channel& channel_to(int r) { return transport_to(r).to(r); }
+  [[nodiscard]] transport::transport& transport_to(int r) {
+    check_rank(r, "transport_to");
+    return *state_->routes[static_cast<std::size_t>(r)];
+  }
+
  private:
   struct state {
     // First, so that it is destroyed last: after this rank's own client.
@@ -96,6 +112,8 @@ class communicator {
     options config;
     std::shared_ptr<store> scoped_store;
     std::vector<address_card> cards;
+    std::vector<std::unique_ptr<transport::transport>> transports;
+    std::vector<transport::transport*> routes;  // per peer
   };
 
   // How long a rank 0 whose bootstrap failed keeps its store up for the
@@ -114,19 +132,14 @@ class communicator {
     s.size = size;
     s.config = std::move(config);
 
-    address_card mine;
-    mine.rank = rank;
-    mine.world_size = size;
-    mine.host_id = detail::local_host_id();
-    mine.hostname = detail::local_hostname();
-    mine.pid = ::getpid();
-    mine.library = version;
+    address_card mine = address_card::local(rank, size);
 
     claim_rank(*shared, mine);
     // Each rank counts the communicators it made on this store; ranks make
     // them in the same order, so the count names this one on every rank.
     const auto generation = shared->add(detail::concat("tutti/generation/", rank), 1);
     s.scoped_store = std::make_shared<prefix_store>(shared, detail::concat("tutti/", generation, "/"));
+    open_transports(mine);
     try {
       s.cards = detail::rendezvous(*s.scoped_store, mine, s.config.timeout);
     } catch (const error& e) {
@@ -140,6 +153,71 @@ class communicator {
       if (card.host_id != mine.host_id) continue;
       if (card.rank < rank) ++s.local_rank;
       ++s.local_size;
+    }
+    route_peers();
+    // Transports may use the store while attaching; a store hosted by rank 0
+    // must outlive that, so rank 0 returns only once every rank is done.
+    if (s.scoped_store->add("constructed", 1) == size) s.scoped_store->set("all_constructed", "");
+    if (rank == 0) s.scoped_store->get("all_constructed", s.config.timeout);
+  }
+
+  // Opens the transports this rank may use, before rendezvous, so their
+  // endpoints go into its address card. inproc is always open: it carries
+  // each rank's channel to itself.
+  void open_transports(address_card& mine) {
+    state& s = *state_;
+    transport::context ctx;
+    ctx.rank = s.rank;
+    ctx.size = s.size;
+    ctx.config = s.config;
+    ctx.scoped_store = s.scoped_store;
+    const std::string& forced = s.config.transport;
+    s.transports.push_back(std::make_unique<transport::inproc_transport>(ctx));
+    if (forced == "auto" || forced == "shm") s.transports.push_back(std::make_unique<transport::shm_transport>(ctx));
+    if (forced == "auto" || forced == "tcp") s.transports.push_back(std::make_unique<transport::tcp_transport>(ctx));
+    for (const auto& t : s.transports) mine.endpoints.emplace_back(std::string(t->name()), t->endpoint());
+  }
+
+  // The transport for each peer: the forced one, or the closest that reaches
+  // it. Then every transport attaches to the peers it serves.
+  void route_peers() {
+    state& s = *state_;
+    const address_card& me = s.cards[static_cast<std::size_t>(s.rank)];
+    auto named = [&](std::string_view name) -> transport::transport* {
+      for (const auto& t : s.transports) {
+        if (t->name() == name) return t.get();
+      }
+      return nullptr;
+    };
+    s.routes.assign(static_cast<std::size_t>(s.size), nullptr);
+    std::vector<std::vector<int>> served(s.transports.size());
+    for (int peer = 0; peer < s.size; ++peer) {
+      const address_card& them = s.cards[static_cast<std::size_t>(peer)];
+      const bool same_host = them.host_id == me.host_id;
+      const bool same_process = same_host && them.pid == me.pid;
+      std::string_view choice = same_process ? "inproc" : same_host ? "shm" : "tcp";
+      if (peer != s.rank && s.config.transport != "auto") {
+        choice = s.config.transport;
+        const bool reachable =
+            choice == "tcp" || (choice == "shm" && same_host) || (choice == "inproc" && same_process);
+        if (!reachable) {
+          detail::fail(errc::unavailable, "communicator: transport ", choice, " cannot reach rank ", peer, " (",
+                       them.describe(), ") from rank ", s.rank, " (", me.describe(), ")");
+        }
+      }
+      if (peer == s.rank) choice = "inproc";
+      transport::transport* t = named(choice);
+      s.routes[static_cast<std::size_t>(peer)] = t;
+      for (std::size_t i = 0; i < s.transports.size(); ++i) {
+        if (s.transports[i].get() == t) served[i].push_back(peer);
+      }
+    }
+    for (std::size_t i = 0; i < s.transports.size(); ++i) s.transports[i]->attach(s.cards, served[i]);
+    if (detail::log_enabled(detail::log_level::debug)) {
+      for (int peer = 0; peer < s.size; ++peer) {
+        detail::log(detail::log_level::debug, "rank ", s.rank, " reaches rank ", peer, " over ",
+                    s.routes[static_cast<std::size_t>(peer)]->name());
+      }
     }
   }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <string>
 
 #include <tutti/detail/env.hpp>
 
@@ -13,10 +14,21 @@ struct options {
   // seconds, fractions allowed).
   std::chrono::milliseconds timeout{std::chrono::seconds(300)};
 
+  // Which transport carries traffic between ranks (TUTTI_TRANSPORT): "auto"
+  // picks per peer (inproc for threads of one process, shm on one host, tcp
+  // between hosts); "inproc", "shm" or "tcp" forces one for every peer, and
+  // a peer it cannot reach is an error (errc::unavailable).
+  std::string transport = "auto";
+
   // These options with the TUTTI_* variables of `env` applied on top.
   [[nodiscard]] options with_env(const detail::env_lookup& env = detail::process_env) const {
     options out = *this;
     if (auto value = env("TUTTI_TIMEOUT")) out.timeout = detail::parse_env_seconds("TUTTI_TIMEOUT", *value);
+    if (auto value = env("TUTTI_TRANSPORT")) out.transport = *value;
+    if (out.transport != "auto" && out.transport != "inproc" && out.transport != "shm" && out.transport != "tcp") {
+      detail::fail(errc::invalid_argument, "transport '", out.transport,
+                   "' (TUTTI_TRANSPORT or options) is not one of auto, inproc, shm, tcp");
+    }
     return out;
   }
 };

@@ -62,7 +62,7 @@ void with_thread_world(int size, Check check, std::shared_ptr<tutti::store> shar
     });
   }
   for (auto& t : threads) t.join();
-  for (const auto& f : failures) CHECK(f.empty());
+  for (const auto& f : failures) CHECK(f == std::string{});
 }
 
 }  // namespace
@@ -276,4 +276,76 @@ TEST_CASE("disagreeing world sizes are named", "[communicator][processes]") {
                Catch::StartsWith("mismatch|") && Catch::Contains("world size") && Catch::Contains("rank 2"));
   }
   CHECK(run.elapsed < std::chrono::milliseconds(3000));
+}
+
+// --- routing peers to transports ---------------------------------------------
+
+// Forms a world whose hosts come from TUTTI_HOST_ID, checks each peer's
+// transport against args[1] (one letter per rank: i, s, t), then exchanges a
+// message with every rank (itself included) at once.
+TUTTI_TEST_WORKER(routed_mesh) {
+  const std::string expected = args.at(0);
+  try {
+    auto comm = tutti::communicator::from_env();
+    const int me = comm.rank();
+    for (int peer = 0; peer < comm.size(); ++peer) {
+      const auto name = comm.transport_to(peer).name();
+      if (name.front() != expected.at(static_cast<std::size_t>(peer))) return 10 + peer;
+    }
+    const auto deadline = tutti::transport::clock::now() + 20s;
+    std::vector<std::vector<int>> in(static_cast<std::size_t>(comm.size()), std::vector<int>(1000));
+    std::vector<std::vector<int>> out(static_cast<std::size_t>(comm.size()));
+    for (int peer = 0; peer < comm.size(); ++peer) {
+      auto& o = out[static_cast<std::size_t>(peer)];
+      for (int i = 0; i < 1000; ++i) o.push_back(me * 1'000'000 + peer * 1000 + i);
+      comm.channel_to(peer).post_recv(in[static_cast<std::size_t>(peer)].data(), 1000 * sizeof(int));
+      comm.channel_to(peer).post_send(o.data(), 1000 * sizeof(int));
+    }
+    for (int peer = 0; peer < comm.size(); ++peer) {
+      auto& c = comm.channel_to(peer);
+      tutti::transport::wait_received(comm.transport_to(peer), c, 0, deadline);
+      tutti::transport::wait_sent(comm.transport_to(peer), c, 0, deadline);
+      for (int i = 0; i < 1000; ++i) {
+        if (in[static_cast<std::size_t>(peer)][static_cast<std::size_t>(i)] != peer * 1'000'000 + me * 1000 + i) {
+          return 30;
+        }
+      }
+    }
+    return 0;
+  } catch (const tutti::error& e) {
+    std::fprintf(stderr, "rank failed: %s\n", e.what());
+    return e.code() == tutti::errc::unavailable ? 4 : 3;
+  }
+}
+
+TEST_CASE("peers are routed to inproc shm or tcp by host and overrides", "[communicator][processes][transport]") {
+  struct scenario {
+    std::string transport;
+    std::vector<std::string> expected;  // per rank: the letter of each peer's transport
+    int status;
+  };
+  // Ranks 0 and 1 pose as host A, ranks 2 and 3 as host B.
+  const std::vector<scenario> scenarios{
+      {"auto", {"istt", "sitt", "ttis", "ttsi"}, 0},
+      {"tcp", {"ittt", "titt", "ttit", "ttti"}, 0},
+      {"shm", {"", "", "", ""}, 4},  // host B is out of shm's reach
+  };
+  for (const auto& s : scenarios) {
+    INFO("TUTTI_TRANSPORT=" << s.transport);
+    const auto store = "tcp://127.0.0.1:" + std::to_string(free_port());
+    std::vector<process> ranks;
+    for (int r = 0; r < 4; ++r) {
+      ranks.push_back(subprocess::spawn("routed_mesh", {s.expected[static_cast<std::size_t>(r)]},
+                                        {{"TUTTI_RANK", std::to_string(r)},
+                                         {"TUTTI_WORLD_SIZE", "4"},
+                                         {"TUTTI_STORE", store},
+                                         {"TUTTI_TIMEOUT", "20"},
+                                         {"TUTTI_TRANSPORT", s.transport},
+                                         {"TUTTI_HOST_ID", r < 2 ? "host-a" : "host-b"}}));
+    }
+    for (int r = 0; r < 4; ++r) {
+      INFO("rank " << r);
+      CHECK(ranks[static_cast<std::size_t>(r)].wait(60s) == s.status);
+    }
+  }
 }

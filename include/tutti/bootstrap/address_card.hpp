@@ -73,6 +73,9 @@ struct address_card {
   }
 
   [[nodiscard]] std::string describe() const { return detail::concat("pid ", pid, " on ", hostname); }
+
+  // This process's card for `rank` of `world_size`, without endpoints.
+  static address_card local(int rank, int world_size);
 };
 
 namespace detail {
@@ -93,4 +96,16 @@ inline std::string local_host_id(const env_lookup& env = process_env) {
 }
 
 }  // namespace detail
+
+inline address_card address_card::local(int rank, int world_size) {
+  address_card card;
+  card.rank = rank;
+  card.world_size = world_size;
+  card.host_id = detail::local_host_id();
+  card.hostname = detail::local_hostname();
+  card.pid = ::getpid();
+  card.library = version;
+  return card;
+}
+
 }  // namespace tutti

@@ -13,10 +13,8 @@
 //      arrived, after checking the cards of those that did.
 //   4. multi_get(all cards): the batched read; then every card is checked for
 //      world size and library version.
-//   5. add("read", 1): the last reader publishes "all_read", which rank 0
-//      waits for, so a store hosted by rank 0 outlives everyone's reads.
-// Five round trips per rank; one more each for the rank that completes the
-// arrival count, the last reader, and rank 0.
+// Four round trips per rank, one more for the rank that completes the
+// arrival count.
 #pragma once
 
 #include <charconv>
@@ -140,9 +138,6 @@ inline std::vector<address_card> rendezvous(store& s, const address_card& mine, 
     cards.push_back(address_card::parse(texts[static_cast<std::size_t>(r)], keys[static_cast<std::size_t>(r)]));
     check_card(cards.back(), mine, r);
   }
-
-  if (s.add("read", 1) == size) s.set("all_read", "");
-  if (mine.rank == 0) s.get("all_read", timeout);
   return cards;
 }
 

@@ -1,0 +1,216 @@
+// The in-process transport with threads as ranks.
+#include <tutti/transport/inproc.hpp>
+#include <tutti/transport/wait.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <time.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <tutti/bootstrap/memory_store.hpp>
+
+#include "../support/transport_world.hpp"
+
+using namespace std::chrono_literals;
+using tutti::transport::inproc_transport;
+
+namespace {
+
+// Deterministic content: a message's bytes depend on sender, receiver, index.
+std::vector<std::uint8_t> pattern(int from, int to, std::size_t index, std::size_t bytes) {
+  std::vector<std::uint8_t> out(bytes);
+  std::uint32_t x = static_cast<std::uint32_t>(from * 7919 + to * 104729) + static_cast<std::uint32_t>(index) * 31u;
+  for (auto& b : out) {
+    x = x * 1664525u + 1013904223u;
+    b = static_cast<std::uint8_t>(x >> 24);
+  }
+  return out;
+}
+
+tutti::transport::clock::time_point soon(std::chrono::milliseconds in = 10s) {
+  return tutti::transport::clock::now() + in;
+}
+
+// Runs body(rank, transport) on `size` threads sharing one store; returns
+// each rank's failure text (empty when it passed).
+template <class Body>
+std::vector<std::string> run_threads(int size, Body body) {
+  auto shared = std::make_shared<tutti::memory_store>();
+  std::vector<std::string> failures(static_cast<std::size_t>(size));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < size; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        tutti::options config;
+        config.timeout = 10s;
+        auto t = tutti::test::open_transport<inproc_transport>(shared, r, size, config);
+        body(r, *t);
+      } catch (const std::exception& e) {
+        failures[static_cast<std::size_t>(r)] = e.what();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  return failures;
+}
+
+void check_all_passed(const std::vector<std::string>& failures) {
+  for (std::size_t r = 0; r < failures.size(); ++r) {
+    INFO("rank " << r);
+    CHECK(failures[r].empty());
+  }
+}
+
+}  // namespace
+
+TEST_CASE("inproc ping-pong from 0 B to 64 MiB keeps content", "[transport][inproc]") {
+  check_all_passed(run_threads(2, [](int rank, inproc_transport& t) {
+    auto& c = t.to(1 - rank);
+    for (std::size_t bytes : {std::size_t{0}, std::size_t{1}, std::size_t{8}, std::size_t{4095}, std::size_t{65536},
+                              std::size_t{1} << 20, std::size_t{64} << 20}) {
+      const auto out = pattern(rank, 1 - rank, bytes, bytes);
+      std::vector<std::uint8_t> in(bytes);
+      if (rank == 0) {
+        tutti::transport::wait_sent(t, c, c.post_send(out.data(), bytes), soon());
+        tutti::transport::wait_received(t, c, c.post_recv(in.data(), bytes), soon());
+      } else {
+        tutti::transport::wait_received(t, c, c.post_recv(in.data(), bytes), soon());
+        tutti::transport::wait_sent(t, c, c.post_send(out.data(), bytes), soon());
+      }
+      if (in != pattern(1 - rank, rank, bytes, bytes)) throw std::runtime_error("corrupt message");
+    }
+  }));
+}
+
+TEST_CASE("inproc keeps 16 messages in flight in order", "[transport][inproc]") {
+  check_all_passed(run_threads(2, [](int rank, inproc_transport& t) {
+    auto& c = t.to(1 - rank);
+    std::vector<std::vector<std::uint8_t>> out, in;
+    for (std::size_t i = 0; i < 16; ++i) {
+      out.push_back(pattern(rank, 1 - rank, i, 1000 + i * 37));
+      in.emplace_back(1000 + i * 37);
+    }
+    std::uint64_t last_recv = 0, last_send = 0;
+    for (std::size_t i = 0; i < 16; ++i) last_recv = c.post_recv(in[i].data(), in[i].size());
+    for (std::size_t i = 0; i < 16; ++i) last_send = c.post_send(out[i].data(), out[i].size());
+    tutti::transport::wait_received(t, c, last_recv, soon());
+    tutti::transport::wait_sent(t, c, last_send, soon());
+    for (std::size_t i = 0; i < 16; ++i) {
+      if (in[i] != pattern(1 - rank, rank, i, in[i].size())) throw std::runtime_error("message out of order");
+    }
+  }));
+}
+
+TEST_CASE("inproc full mesh of 8 threads including self channels", "[transport][inproc]") {
+  constexpr int size = 8;
+  auto shared = std::make_shared<tutti::memory_store>();
+  check_all_passed(run_threads(size, [](int rank, inproc_transport& t) {
+    std::vector<std::vector<std::uint8_t>> in(size);
+    std::vector<std::vector<std::uint8_t>> out(size);
+    std::vector<std::uint64_t> sends(size), recvs(size);
+    for (int peer = 0; peer < size; ++peer) {
+      if (peer == rank) continue;
+      const auto bytes = static_cast<std::size_t>(100 * (peer + 1) + rank);
+      in[static_cast<std::size_t>(peer)].resize(static_cast<std::size_t>(100 * (rank + 1) + peer));
+      out[static_cast<std::size_t>(peer)] = pattern(rank, peer, 0, bytes);
+      recvs[static_cast<std::size_t>(peer)] =
+          t.to(peer).post_recv(in[static_cast<std::size_t>(peer)].data(), in[static_cast<std::size_t>(peer)].size());
+      sends[static_cast<std::size_t>(peer)] = t.to(peer).post_send(out[static_cast<std::size_t>(peer)].data(), bytes);
+    }
+    for (int peer = 0; peer < size; ++peer) {
+      if (peer == rank) continue;
+      tutti::transport::wait_received(t, t.to(peer), recvs[static_cast<std::size_t>(peer)], soon());
+      tutti::transport::wait_sent(t, t.to(peer), sends[static_cast<std::size_t>(peer)], soon());
+      const auto& got = in[static_cast<std::size_t>(peer)];
+      if (got != pattern(peer, rank, 0, got.size())) throw std::runtime_error("corrupt mesh message");
+    }
+  }));
+}
+
+TEST_CASE("inproc self channel", "[transport][inproc]") {
+  auto shared = std::make_shared<tutti::memory_store>();
+  tutti::transport::context ctx;
+  ctx.scoped_store = shared;
+  inproc_transport t(ctx);
+  tutti::address_card card;
+  card.endpoints = {{"inproc", t.endpoint()}};
+  const std::vector<tutti::address_card> cards{card};
+  t.attach(cards, std::vector<int>{0});
+  const std::string message = "to myself";
+  std::string got(message.size(), '\0');
+  auto& c = t.to(0);
+  c.post_send(message.data(), message.size());
+  tutti::transport::wait_received(t, c, c.post_recv(got.data(), got.size()), soon());
+  tutti::transport::wait_sent(t, c, 0, soon());
+  CHECK(got == message);
+}
+
+TEST_CASE("inproc failures are named", "[transport][inproc]") {
+  SECTION("a receive of the wrong size is a mismatch on both sides") {
+    const auto failures = run_threads(2, [](int rank, inproc_transport& t) {
+      auto& c = t.to(1 - rank);
+      std::vector<std::uint8_t> buffer(rank == 0 ? 100 : 64);
+      if (rank == 0) {
+        tutti::transport::wait_sent(t, c, c.post_send(buffer.data(), buffer.size()), soon());
+      } else {
+        tutti::transport::wait_received(t, c, c.post_recv(buffer.data(), buffer.size()), soon());
+      }
+    });
+    for (const auto& f : failures) {
+      CHECK_THAT(f, Catch::StartsWith("tutti: mismatch: rank 0 sent 100 bytes but the matching receive is for 64"));
+    }
+  }
+  SECTION("a peer that closes fails the pending receive") {
+    const auto failures = run_threads(2, [](int rank, inproc_transport& t) {
+      if (rank == 0) return;  // closes right away
+      std::uint8_t byte = 0;
+      auto& c = t.to(0);
+      tutti::transport::wait_received(t, c, c.post_recv(&byte, 1), soon());
+    });
+    CHECK(failures[0].empty());
+    CHECK_THAT(failures[1], Catch::Contains("remote_failure: rank 0 closed its end") && Catch::Contains("[peer 0]"));
+  }
+  SECTION("a receive nobody answers times out naming the peer") {
+    const auto failures = run_threads(2, [](int rank, inproc_transport& t) {
+      std::uint8_t byte = 0;
+      auto& c = t.to(1 - rank);
+      if (rank == 1) {
+        const auto start = tutti::transport::clock::now();
+        try {
+          tutti::transport::wait_received(t, c, c.post_recv(&byte, 1), soon(200ms));
+        } catch (const tutti::error& e) {
+          if (tutti::transport::clock::now() - start > 400ms) throw std::runtime_error("late timeout");
+          throw;
+        }
+      } else {
+        std::this_thread::sleep_for(400ms);
+      }
+    });
+    CHECK_THAT(failures[1], Catch::Equals("tutti: timeout: receive #0 from rank 0 over inproc timed out [peer 0]"));
+  }
+}
+
+TEST_CASE("an idle inproc waiter sleeps instead of spinning", "[transport][inproc]") {
+  check_all_passed(run_threads(2, [](int rank, inproc_transport& t) {
+    auto& c = t.to(1 - rank);
+    std::uint8_t byte = 7;
+    if (rank == 0) {
+      std::this_thread::sleep_for(300ms);
+      tutti::transport::wait_sent(t, c, c.post_send(&byte, 1), soon());
+      return;
+    }
+    timespec before{}, after{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &before);
+    tutti::transport::wait_received(t, c, c.post_recv(&byte, 1), soon());
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &after);
+    const double cpu =
+        static_cast<double>(after.tv_sec - before.tv_sec) + static_cast<double>(after.tv_nsec - before.tv_nsec) * 1e-9;
+    if (cpu > 0.1) throw std::runtime_error("waiting burned " + std::to_string(cpu) + " s of CPU in 0.3 s");
+  }));
+}

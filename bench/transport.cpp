@@ -45,10 +45,10 @@ struct plan {
 
 tt::clock::time_point deadline() { return tt::clock::now() + 30s; }
 
-// Each iteration is one round trip: one-way time is half of it, in us.
+// Each iteration is one round trip: one-way time is half of it.
 void report_one_way(benchmark::State& state) {
-  state.counters["one_way_us"] = benchmark::Counter(static_cast<double>(state.iterations()) * 2e-6,
-                                                    benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["one_way"] = benchmark::Counter(static_cast<double>(state.iterations()) * 2,
+                                                 benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
 // Rank 1: serves plans until told to quit (a plan of zero messages).
@@ -180,7 +180,7 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("memcpy/64MiB", tutti::bench::memcpy_reference, std::size_t{64} << 20)->MinTime(0.5);
   benchmark::RegisterBenchmark("bare_socket_latency/8", bare_socket_latency)->MinTime(0.5)->UseRealTime();
   for (const std::string transport : {"shm", "tcp"}) {
-    for (std::uint64_t bytes = 8; bytes <= (1u << 20); bytes *= 8) {
+    for (const std::uint64_t bytes : {8u, 64u, 512u, 4096u, 32768u, 262144u, 1u << 20}) {
       benchmark::RegisterBenchmark(("latency/" + transport + "/" + std::to_string(bytes)).c_str(), latency, transport,
                                    bytes)
           ->MinTime(0.3)
@@ -199,7 +199,7 @@ int main(int argc, char** argv) {
   sessions().clear();
   benchmark::Shutdown();
   std::printf(
-      "targets: latency/shm/8 one_way_us <= Open MPI vader's (../shared/peers, same session); "
-      "bandwidth/shm/67108864 >= 0.7 x memcpy/64MiB; latency/tcp/8 <= 1.2 x bare_socket_latency/8\n");
+      "targets: latency/shm/8 one_way <= Open MPI vader's (../shared/peers, same session); "
+      "bandwidth/shm/67108864 >= 0.7 x memcpy/64MiB; latency/tcp/8 one_way <= 1.2 x bare_socket_latency/8 one_way\n");
   return 0;
 }

@@ -15,11 +15,19 @@
 
 #include <unistd.h>
 
+#include <cstddef>
+#include <map>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
+#include <tutti/algorithm/collective.hpp>
+#include <tutti/algorithm/registry.hpp>
+#include <tutti/algorithm/select.hpp>
 #include <tutti/bootstrap/address_card.hpp>
 #include <tutti/bootstrap/file_store.hpp>
 #include <tutti/bootstrap/launcher.hpp>
@@ -28,7 +36,10 @@
 #include <tutti/bootstrap/tcp_store.hpp>
 #include <tutti/detail/log.hpp>
 #include <tutti/error.hpp>
+#include <tutti/ops.hpp>
 #include <tutti/options.hpp>
+#include <tutti/runtime/executor.hpp>
+#include <tutti/runtime/reduce_kernel.hpp>
 #include <tutti/transport/inproc.hpp>
 #include <tutti/transport/shm.hpp>
 #include <tutti/transport/tcp.hpp>
@@ -92,6 +103,61 @@ class communicator {
   }
   [[nodiscard]] bool same_host(int r) const { return card(r).host_id == card(rank()).host_id; }
 
+  // --- Collectives. Every rank calls the same collective with matching
+  // sizes, in the same order. Arguments are checked before any byte moves.
+
+  // out[i] = op over all ranks of in[i]. `in` and `out` may be the same span.
+  template <element T, class Op = sum>
+  void all_reduce(std::span<const T> in, std::span<T> out, const Op& op = {}) {
+    detail::check_op<Op, T>();
+    if constexpr (detail::valid_op<Op, T>) {
+      check_sizes("all_reduce", "input", in.size(), "output", out.size());
+      check_disjoint_or_same("all_reduce", in, out);
+      run_collective(make_args(algorithm::collective::all_reduce, in.size(), sizeof(T)), in.data(), out.data(),
+                     detail::reduction::make<T>(op));
+      finalize<Op>(out);
+    }
+  }
+  template <element T, class Op = sum>
+  void all_reduce(std::span<T> inout, const Op& op = {}) {
+    all_reduce(std::span<const T>(inout), inout, op);
+  }
+
+  // Copies root's `buffer` into every rank's `buffer`.
+  template <element T>
+  void broadcast(std::span<T> buffer, int root) {
+    check_root("broadcast", root);
+    run_collective(make_args(algorithm::collective::broadcast, buffer.size(), sizeof(T), root), buffer.data(),
+                   buffer.data(), std::nullopt);
+  }
+
+  // out holds every rank's `in`, in rank order: out.size() == in.size() * size().
+  template <element T>
+  void all_gather(std::span<const T> in, std::span<T> out) {
+    check_sizes("all_gather", "output", out.size(), "input x ranks", in.size() * static_cast<std::size_t>(size()));
+    check_disjoint("all_gather", in, out);
+    run_collective(make_args(algorithm::collective::all_gather, in.size(), sizeof(T)), in.data(), out.data(),
+                   std::nullopt);
+  }
+
+  // Rank r's out is the reduction over all ranks of block r of `in`:
+  // in.size() == out.size() * size().
+  template <element T, class Op = sum>
+  void reduce_scatter(std::span<const T> in, std::span<T> out, const Op& op = {}) {
+    detail::check_op<Op, T>();
+    if constexpr (detail::valid_op<Op, T>) {
+      check_sizes("reduce_scatter", "input", in.size(), "output x ranks",
+                  out.size() * static_cast<std::size_t>(size()));
+      check_disjoint("reduce_scatter", in, out);
+      run_collective(make_args(algorithm::collective::reduce_scatter, out.size(), sizeof(T)), in.data(), out.data(),
+                     detail::reduction::make<T>(op));
+      finalize<Op>(out);
+    }
+  }
+
+  // Returns once every rank has called barrier().
+  void barrier() { run_collective(make_args(algorithm::collective::barrier, 0, 1), nullptr, nullptr, std::nullopt); }
+
   // The byte-level channel to rank `r` (this rank included), and the
   // transport that carries it: what collectives run on. Chosen at creation
   // (see options::transport).
@@ -114,6 +180,12 @@ class communicator {
     std::vector<address_card> cards;
     std::vector<std::unique_ptr<transport::transport>> transports;
     std::vector<transport::transport*> routes;  // per peer
+    std::vector<runtime::route> route_table;    // per peer, for the executor
+    std::map<algorithm::collective, std::string> forced_algorithms;
+    using schedule_key = std::tuple<algorithm::collective, std::size_t, std::size_t, int, std::string>;
+    std::map<schedule_key, algorithm::schedule> schedules;
+    std::vector<std::byte> scratch;  // grows to the largest schedule's need, then is reused
+    runtime::executor executor;
   };
 
   // How long a rank 0 whose bootstrap failed keeps its store up for the
@@ -131,6 +203,7 @@ class communicator {
     s.rank = rank;
     s.size = size;
     s.config = std::move(config);
+    s.forced_algorithms = algorithm::parse_algorithm_overrides(s.config.algorithms);
 
     address_card mine = address_card::local(rank, size);
 
@@ -213,6 +286,11 @@ class communicator {
       }
     }
     for (std::size_t i = 0; i < s.transports.size(); ++i) s.transports[i]->attach(s.cards, served[i]);
+    s.route_table.resize(static_cast<std::size_t>(s.size));
+    for (int peer = 0; peer < s.size; ++peer) {
+      auto* t = s.routes[static_cast<std::size_t>(peer)];
+      s.route_table[static_cast<std::size_t>(peer)] = {t, &t->to(peer)};
+    }
     if (detail::log_enabled(detail::log_level::debug)) {
       for (int peer = 0; peer < s.size; ++peer) {
         detail::log(detail::log_level::debug, "rank ", s.rank, " reaches rank ", peer, " over ",
@@ -242,6 +320,79 @@ class communicator {
         " on ", owner.substr(0, owner.rfind(' ')), " and ", mine.describe(), " on ", mine.host_id);
     shared.compare_set(fault_key().front(), "", detail::encode_fault(errc::invalid_argument, message));
     detail::fail(errc::invalid_argument, message);
+  }
+
+  static algorithm::collective_args make_args(algorithm::collective kind, std::size_t count, std::size_t element_size,
+                                              int root = 0) {
+    algorithm::collective_args args;
+    args.kind = kind;
+    args.count = count;
+    args.element_size = element_size;
+    args.root = root;
+    return args;
+  }
+
+  // The byte-level core every typed collective forwards to: picks the
+  // algorithm, reuses the cached schedule and scratch, and runs it.
+  void run_collective(algorithm::collective_args args, const void* in, void* out,
+                      std::optional<detail::reduction> reduce) {
+    state& s = *state_;
+    args.rank = s.rank;
+    args.size = s.size;
+    const std::string algorithm_name(algorithm::choose_algorithm(args, s.forced_algorithms));
+    const state::schedule_key key{args.kind, args.count, args.element_size, args.root, algorithm_name};
+    auto found = s.schedules.find(key);
+    if (found == s.schedules.end()) {
+      found = s.schedules.emplace(key, algorithm::build(algorithm_name, args)).first;
+    }
+    const algorithm::schedule& schedule = found->second;
+    if (s.scratch.size() < schedule.scratch_bytes) s.scratch.resize(schedule.scratch_bytes);
+    const runtime::buffers b{static_cast<const std::byte*>(in), static_cast<std::byte*>(out), s.scratch.data()};
+    s.executor.run(schedule, b, s.route_table, reduce ? &*reduce : nullptr, transport::clock::now() + s.config.timeout,
+                   algorithm::to_string(args.kind), s.rank);
+  }
+
+  // avg: the collective summed; divide by the number of contributions.
+  template <class Op, class T>
+  void finalize(std::span<T> out) const {
+    if constexpr (requires { Op::finalize(T{}, std::size_t{}); }) {
+      for (auto& x : out) x = Op::finalize(x, static_cast<std::size_t>(size()));
+    }
+  }
+
+  static void check_sizes(const char* collective, const char* a, std::size_t a_size, const char* b,
+                          std::size_t b_size) {
+    if (a_size != b_size) {
+      detail::fail(errc::invalid_argument, collective, ": ", a, " has ", a_size, " elements but ", b, " has ", b_size);
+    }
+  }
+
+  void check_root(const char* collective, int root) const {
+    if (root < 0 || root >= size()) {
+      detail::fail(errc::invalid_argument, collective, ": root ", root, " is outside [0, ", size(), ")");
+    }
+  }
+
+  template <class T>
+  static bool overlap(std::span<const T> a, std::span<const T> b) {
+    const auto a_begin = reinterpret_cast<std::uintptr_t>(a.data());
+    const auto b_begin = reinterpret_cast<std::uintptr_t>(b.data());
+    return !a.empty() && !b.empty() && a_begin < b_begin + b.size_bytes() && b_begin < a_begin + a.size_bytes();
+  }
+
+  template <class T>
+  static void check_disjoint(const char* collective, std::span<const T> in, std::span<T> out) {
+    if (overlap(in, std::span<const T>(out))) {
+      detail::fail(errc::invalid_argument, collective, ": input and output overlap; they must be disjoint");
+    }
+  }
+
+  template <class T>
+  static void check_disjoint_or_same(const char* collective, std::span<const T> in, std::span<T> out) {
+    if (in.data() != out.data() && overlap(in, std::span<const T>(out))) {
+      detail::fail(errc::invalid_argument, collective,
+                   ": input and output partially overlap; they must be the same span or disjoint");
+    }
   }
 
   void check_rank(int r, const char* what) const {

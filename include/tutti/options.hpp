@@ -20,11 +20,16 @@ struct options {
   // a peer it cannot reach is an error (errc::unavailable).
   std::string transport = "auto";
 
+  // Forced algorithms per collective (TUTTI_ALGO, e.g.
+  // "all_reduce=ring,broadcast=binomial"); the rest are chosen by size.
+  std::string algorithms;
+
   // These options with the TUTTI_* variables of `env` applied on top.
   [[nodiscard]] options with_env(const detail::env_lookup& env = detail::process_env) const {
     options out = *this;
     if (auto value = env("TUTTI_TIMEOUT")) out.timeout = detail::parse_env_seconds("TUTTI_TIMEOUT", *value);
     if (auto value = env("TUTTI_TRANSPORT")) out.transport = *value;
+    if (auto value = env("TUTTI_ALGO")) out.algorithms = *value;
     if (out.transport != "auto" && out.transport != "inproc" && out.transport != "shm" && out.transport != "tcp") {
       detail::fail(errc::invalid_argument, "transport '", out.transport,
                    "' (TUTTI_TRANSPORT or options) is not one of auto, inproc, shm, tcp");

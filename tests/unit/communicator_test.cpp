@@ -15,6 +15,7 @@
 
 #include <tutti/bootstrap/memory_store.hpp>
 
+#include "../support/ports.hpp"
 #include "../support/subprocess.hpp"
 
 using namespace std::chrono_literals;
@@ -31,11 +32,6 @@ struct temp_dir {
   }
   ~temp_dir() { std::filesystem::remove_all(path); }
 };
-
-std::uint16_t free_port() {
-  const tutti::detail::fd_handle probe = tutti::detail::listen_on({"127.0.0.1", 0});
-  return tutti::detail::bound_port(probe.get());
-}
 
 std::string read_file(const std::filesystem::path& path) {
   std::ostringstream out;
@@ -198,7 +194,7 @@ TEST_CASE("8 processes rendezvous under each launcher's variables", "[communicat
   for (const std::string launcher : {"tutti", "file", "torchrun", "slurm", "openmpi", "mpich"}) {
     INFO("launcher " << launcher);
     temp_dir dir;
-    const auto port = free_port();
+    const auto port = tutti::test::free_port();
     std::vector<process> ranks;
     for (int r = 0; r < 8; ++r) {
       ranks.push_back(subprocess::spawn("form_world",
@@ -225,7 +221,7 @@ struct failure_run {
 // variables and the given timeout, and collects exit statuses and errors.
 failure_run run_explicit(const std::vector<std::pair<int, int>>& ranks_and_sizes, const std::string& timeout) {
   temp_dir dir;
-  const auto store = "tcp://127.0.0.1:" + std::to_string(free_port());
+  const auto store = "tcp://127.0.0.1:" + std::to_string(tutti::test::free_port());
   failure_run run;
   const auto start = std::chrono::steady_clock::now();
   std::vector<process> procs;
@@ -332,7 +328,7 @@ TEST_CASE("peers are routed to inproc shm or tcp by host and overrides", "[commu
   };
   for (const auto& s : scenarios) {
     INFO("TUTTI_TRANSPORT=" << s.transport);
-    const auto store = "tcp://127.0.0.1:" + std::to_string(free_port());
+    const auto store = "tcp://127.0.0.1:" + std::to_string(tutti::test::free_port());
     std::vector<process> ranks;
     for (int r = 0; r < 4; ++r) {
       ranks.push_back(subprocess::spawn("routed_mesh", {s.expected[static_cast<std::size_t>(r)]},

@@ -1,0 +1,167 @@
+// Shared arithmetic of the algorithms: splitting elements into blocks and
+// chunks, rank arithmetic, and the power-of-two fold. Blocks are counted in
+// elements and turned into bytes only at the end, so no element is ever split
+// across two messages.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <span>
+#include <vector>
+
+#include <tutti/algorithm/collective.hpp>
+#include <tutti/algorithm/schedule.hpp>
+
+namespace tutti::algorithm::detail {
+
+inline std::size_t uz(int value) noexcept { return static_cast<std::size_t>(value); }
+
+// a mod n in [0, n), for the negative offsets ring arithmetic produces.
+inline int wrap(int a, int n) noexcept { return ((a % n) + n) % n; }
+
+// The largest power of two not above n (n >= 1).
+inline int floor_pow2(int n) noexcept {
+  int p = 1;
+  while (p <= n / 2) p *= 2;
+  return p;
+}
+
+inline bool is_pow2(int n) noexcept { return n > 0 && (n & (n - 1)) == 0; }
+
+// ceil(log2(n)) for n >= 1.
+inline int ceil_log2(int n) noexcept {
+  int rounds = 0;
+  while ((1 << rounds) < n) ++rounds;
+  return rounds;
+}
+
+inline region at(region base, std::size_t byte_offset) noexcept { return {base.where, base.offset + byte_offset}; }
+
+// Element offsets of `parts` blocks splitting `count` as evenly as possible
+// (the first count % parts get one more), with the total at the end.
+inline std::vector<std::size_t> even_offsets(std::size_t count, int parts) {
+  const std::size_t n = uz(parts);
+  std::vector<std::size_t> offsets(n + 1);
+  for (std::size_t i = 0; i <= n; ++i) offsets[i] = i * (count / n) + std::min(i, count % n);
+  return offsets;
+}
+
+// Element offsets of blocks of the given sizes, with the total at the end.
+inline std::vector<std::size_t> offsets_of(std::span<const std::size_t> sizes) {
+  std::vector<std::size_t> offsets(sizes.size() + 1, 0);
+  for (std::size_t i = 0; i < sizes.size(); ++i) offsets[i + 1] = offsets[i] + sizes[i];
+  return offsets;
+}
+
+// Per-rank block sizes: counts for the *_v collectives, count for the rest.
+inline std::vector<std::size_t> block_sizes(const collective_args& a) {
+  if (is_v(a.kind)) return a.counts;
+  return std::vector<std::size_t>(uz(a.size), a.count);
+}
+
+inline std::size_t largest(std::span<const std::size_t> offsets) noexcept {
+  std::size_t most = 0;
+  for (std::size_t i = 0; i + 1 < offsets.size(); ++i) most = std::max(most, offsets[i + 1] - offsets[i]);
+  return most;
+}
+
+// Elements per pipelining chunk: at least one, never a split element.
+inline std::size_t chunk_elements(const collective_args& a, std::size_t default_bytes) noexcept {
+  const std::size_t bytes = a.chunk_bytes != 0 ? a.chunk_bytes : default_bytes;
+  return std::max<std::size_t>(1, bytes / a.element_size);
+}
+
+inline std::size_t chunk_count(std::size_t elements, std::size_t per_chunk) noexcept {
+  return (elements + per_chunk - 1) / per_chunk;
+}
+
+// Chunk c of a block: first element (relative to the block) and length,
+// empty past the block's end, so blocks of different sizes can be walked
+// with one chunk counter.
+struct piece {
+  std::size_t first = 0;
+  std::size_t length = 0;
+};
+
+inline piece chunk_of(std::size_t block_length, std::size_t per_chunk, std::size_t c) noexcept {
+  const std::size_t first = c * per_chunk;
+  if (first >= block_length) return {first, 0};
+  return {first, std::min(per_chunk, block_length - first)};
+}
+
+// The fold that lets power-of-two algorithms run on any size: among the
+// first 2 * extra ranks, each even rank hands its data to the odd rank above
+// it and sits out, getting the result back at the end. The remaining
+// `active` ranks (a power of two) are renumbered 0..active-1.
+struct fold {
+  int active = 1;
+  int extra = 0;
+
+  explicit fold(int size) noexcept : active(floor_pow2(size)), extra(size - floor_pow2(size)) {}
+
+  [[nodiscard]] bool sits_out(int rank) const noexcept { return rank < 2 * extra && rank % 2 == 0; }
+  [[nodiscard]] bool absorbs(int rank) const noexcept { return rank < 2 * extra && rank % 2 == 1; }
+  [[nodiscard]] int virtual_rank(int rank) const noexcept { return rank < 2 * extra ? rank / 2 : rank - extra; }
+  [[nodiscard]] int real_rank(int virtual_rank) const noexcept {
+    return virtual_rank < extra ? 2 * virtual_rank + 1 : virtual_rank + extra;
+  }
+};
+
+// Sends and receives skip empty ranges: both ends derive the same sizes from
+// the same arguments, so they skip the same messages.
+inline void send_some(schedule_builder& b, int peer, region src, std::size_t bytes) {
+  if (bytes != 0) b.send(peer, src, bytes);
+}
+inline void recv_some(schedule_builder& b, int peer, region dst, std::size_t bytes) {
+  if (bytes != 0) b.recv(peer, dst, bytes);
+}
+
+// Recursive halving among `f.active` virtual ranks over the blocks of
+// `work` given by `offsets` (active + 1 element offsets): afterwards this
+// rank's block of `work` holds the reduction over all active ranks. Each
+// round keeps the half of the current window this rank's bit selects and
+// hands the other half to the partner, so bytes sent halve every round.
+inline void halving_reduce_scatter(schedule_builder& b, const fold& f, int vrank, region work,
+                                   std::span<const std::size_t> offsets, std::size_t element_size) {
+  // Every later round keeps part of what the first kept, so the larger
+  // first half bounds every message received.
+  const std::size_t middle = offsets[uz(f.active / 2)];
+  const std::size_t half = std::max(middle - offsets[0], offsets[uz(f.active)] - middle);
+  const region staging = b.allocate_scratch(half * element_size);
+  int lo = 0;
+  int hi = f.active;
+  for (int mask = f.active / 2; mask >= 1; mask /= 2) {
+    const int partner = f.real_rank(vrank ^ mask);
+    const int mid = lo + mask;
+    const bool keep_low = (vrank & mask) == 0;
+    const int keep_lo = keep_low ? lo : mid;
+    const int keep_hi = keep_low ? mid : hi;
+    const int give_lo = keep_low ? mid : lo;
+    const int give_hi = keep_low ? hi : mid;
+    const std::size_t give = (offsets[uz(give_hi)] - offsets[uz(give_lo)]) * element_size;
+    const std::size_t keep = (offsets[uz(keep_hi)] - offsets[uz(keep_lo)]) * element_size;
+    send_some(b, partner, at(work, offsets[uz(give_lo)] * element_size), give);
+    recv_some(b, partner, staging, keep);
+    b.reduce(at(work, offsets[uz(keep_lo)] * element_size), staging, keep);
+    lo = keep_lo;
+    hi = keep_hi;
+  }
+}
+
+// Recursive doubling all-gather among `f.active` virtual ranks: this rank
+// starts with its block of `work` and ends with all of them. Each round
+// swaps the aligned window of blocks each side has, doubling it.
+inline void doubling_all_gather(schedule_builder& b, const fold& f, int vrank, region work,
+                                std::span<const std::size_t> offsets, std::size_t element_size) {
+  for (int mask = 1; mask < f.active; mask *= 2) {
+    const int partner_v = vrank ^ mask;
+    const int mine = vrank & ~(mask - 1);
+    const int theirs = partner_v & ~(mask - 1);
+    const std::size_t my_bytes = (offsets[uz(mine + mask)] - offsets[uz(mine)]) * element_size;
+    const std::size_t their_bytes = (offsets[uz(theirs + mask)] - offsets[uz(theirs)]) * element_size;
+    send_some(b, f.real_rank(partner_v), at(work, offsets[uz(mine)] * element_size), my_bytes);
+    recv_some(b, f.real_rank(partner_v), at(work, offsets[uz(theirs)] * element_size), their_bytes);
+  }
+}
+
+}  // namespace tutti::algorithm::detail

@@ -1,0 +1,266 @@
+// The executor: runs one rank's schedule over its channels.
+//
+// A step is issued once its dependencies are done and, for a send or a
+// receive, once every earlier send (receive) on the same channel has been
+// posted, which keeps the per-channel order the schedule promises. Local
+// steps (copy, reduce) run as soon as they are ready; sends and receives are
+// posted and then polled through the channels' completion counters, so many
+// can be in flight and the chunks of a pipelined algorithm overlap.
+//
+// Everything it needs per run lives in a workspace that keeps its capacity
+// between runs: a warm collective allocates nothing.
+//
+// Waiting follows transport/wait.hpp: spin, yield, then sleep in one of the
+// transports involved. Errors keep the failing channel's code and gain the
+// blame of where they happened: this rank, the peer, the collective, the step.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <tutti/algorithm/schedule.hpp>
+#include <tutti/error.hpp>
+#include <tutti/runtime/reduce_kernel.hpp>
+#include <tutti/transport/transport.hpp>
+#include <tutti/transport/wait.hpp>
+
+namespace tutti::runtime {
+
+struct buffers {
+  const std::byte* input = nullptr;
+  std::byte* output = nullptr;
+  std::byte* scratch = nullptr;
+};
+
+// How this rank reaches each peer, indexed by rank.
+struct route {
+  transport::transport* via = nullptr;
+  transport::channel* channel = nullptr;
+};
+
+class executor {
+ public:
+  // Runs `s` to completion or throws. `reduce` may be null when the schedule
+  // has no reduce step. `collective` and `rank` are for error messages.
+  void run(const algorithm::schedule& s, const buffers& b, std::span<const route> routes,
+           const detail::reduction* reduce, transport::clock::time_point deadline, std::string_view collective,
+           int rank) {
+    try {
+      start(s, routes);
+      drive(s, b, routes, reduce, deadline, collective);
+    } catch (const error& e) {
+      blame where = e.where();
+      where.rank = rank;
+      where.collective = std::string(collective);
+      if (current_step_ != no_step) where.step = current_step_;
+      if (where.peer == blame::no_rank && current_step_ != no_step) where.peer = s.steps[current_step_].peer;
+      throw error(e.code(), e.message(), std::move(where));
+    }
+  }
+
+ private:
+  static constexpr std::uint32_t no_step = 0xffff'ffffu;
+  enum class state : std::uint8_t { waiting, posted, done };
+
+  // Per run: dependency counts, dependents (CSR), the previous step on the
+  // same channel and direction, and which steps are in flight.
+  void start(const algorithm::schedule& s, std::span<const route> routes) {
+    const auto n = s.steps.size();
+    pending_.assign(n, 0);
+    states_.assign(n, state::waiting);
+    posted_index_.assign(n, 0);
+    previous_on_channel_.assign(n, no_step);
+    next_on_channel_.assign(n, no_step);
+    dependent_offsets_.assign(n + 1, 0);
+    for (std::uint32_t i = 0; i < n; ++i) {
+      const auto deps = s.dependencies_of(s.steps[i]);
+      pending_[i] = static_cast<std::uint32_t>(deps.size());
+      for (const auto d : deps) ++dependent_offsets_[d + 1];
+    }
+    for (std::size_t i = 0; i < n; ++i) dependent_offsets_[i + 1] += dependent_offsets_[i];
+    dependents_.resize(dependent_offsets_[n]);
+    fill_.assign(dependent_offsets_.begin(), dependent_offsets_.end() - 1);
+    for (std::uint32_t i = 0; i < n; ++i) {
+      for (const auto d : s.dependencies_of(s.steps[i])) dependents_[fill_[d]++] = i;
+    }
+    last_send_.assign(routes.size(), no_step);
+    last_recv_.assign(routes.size(), no_step);
+    for (std::uint32_t i = 0; i < n; ++i) {
+      const auto& st = s.steps[i];
+      if (st.kind != algorithm::step_kind::send && st.kind != algorithm::step_kind::recv) continue;
+      if (st.peer < 0 || static_cast<std::size_t>(st.peer) >= routes.size() ||
+          routes[static_cast<std::size_t>(st.peer)].channel == nullptr) {
+        tutti::detail::fail(errc::internal, "schedule step ", i, " names rank ", st.peer, " which has no channel");
+      }
+      auto& last = (st.kind == algorithm::step_kind::send ? last_send_ : last_recv_)[static_cast<std::size_t>(st.peer)];
+      previous_on_channel_[i] = last;
+      if (last != no_step) next_on_channel_[last] = i;
+      last = i;
+    }
+    ready_.clear();
+    in_flight_.clear();
+    transports_.clear();
+    for (const auto& r : routes) {
+      if (r.via != nullptr && std::find(transports_.begin(), transports_.end(), r.via) == transports_.end()) {
+        transports_.push_back(r.via);
+      }
+    }
+    for (std::uint32_t i = 0; i < n; ++i) {
+      if (issuable(s, i)) ready_.push_back(i);
+    }
+    remaining_ = n;
+    current_step_ = no_step;
+  }
+
+  [[nodiscard]] bool issuable(const algorithm::schedule& s, std::uint32_t i) const {
+    if (pending_[i] != 0 || states_[i] != state::waiting) return false;
+    const auto kind = s.steps[i].kind;
+    if (kind != algorithm::step_kind::send && kind != algorithm::step_kind::recv) return true;
+    const auto previous = previous_on_channel_[i];
+    return previous == no_step || states_[previous] != state::waiting;
+  }
+
+  [[nodiscard]] static std::byte* address(const buffers& b, algorithm::region r) {
+    switch (r.where) {
+      case algorithm::buffer::input: return const_cast<std::byte*>(b.input) + r.offset;
+      case algorithm::buffer::output: return b.output + r.offset;
+      case algorithm::buffer::scratch: return b.scratch + r.offset;
+    }
+    return nullptr;
+  }
+
+  void drive(const algorithm::schedule& s, const buffers& b, std::span<const route> routes,
+             const detail::reduction* reduce, transport::clock::time_point deadline, std::string_view collective) {
+    int idle_rounds = 0;
+    while (remaining_ > 0) {
+      bool moved = false;
+      while (!ready_.empty()) {
+        const auto i = ready_.back();
+        ready_.pop_back();
+        issue(s, b, routes, reduce, i);
+        moved = true;
+      }
+      if (remaining_ == 0) break;
+      for (auto* t : transports_) t->progress();
+      for (std::size_t k = 0; k < in_flight_.size();) {
+        const auto i = in_flight_[k];
+        current_step_ = i;
+        const auto& st = s.steps[i];
+        auto& channel = *routes[static_cast<std::size_t>(st.peer)].channel;
+        channel.check_usable();
+        const bool finished = st.kind == algorithm::step_kind::send ? channel.sends_done() > posted_index_[i]
+                                                                    : channel.recvs_done() > posted_index_[i];
+        if (finished) {
+          in_flight_[k] = in_flight_.back();
+          in_flight_.pop_back();
+          complete(s, i);
+          moved = true;
+        } else {
+          ++k;
+        }
+      }
+      current_step_ = no_step;
+      if (moved) {
+        idle_rounds = 0;
+        continue;
+      }
+      wait_a_little(s, routes, deadline, collective, ++idle_rounds);
+    }
+  }
+
+  void issue(const algorithm::schedule& s, const buffers& b, std::span<const route> routes,
+             const detail::reduction* reduce, std::uint32_t i) {
+    current_step_ = i;
+    const auto& st = s.steps[i];
+    switch (st.kind) {
+      case algorithm::step_kind::send:
+      case algorithm::step_kind::recv: {
+        auto& channel = *routes[static_cast<std::size_t>(st.peer)].channel;
+        posted_index_[i] = st.kind == algorithm::step_kind::send ? channel.post_send(address(b, st.src), st.bytes)
+                                                                 : channel.post_recv(address(b, st.dst), st.bytes);
+        states_[i] = state::posted;
+        in_flight_.push_back(i);
+        // The next step on this channel may now be issuable.
+        if (const auto next = next_on_channel_[i]; next != no_step && issuable(s, next)) ready_.push_back(next);
+        break;
+      }
+      case algorithm::step_kind::copy:
+        std::memmove(address(b, st.dst), address(b, st.src), st.bytes);
+        complete(s, i);
+        break;
+      case algorithm::step_kind::reduce:
+        if (reduce == nullptr) tutti::detail::fail(errc::internal, "schedule reduces but no reduction was given");
+        (*reduce)(address(b, st.dst), address(b, st.src), st.bytes);
+        complete(s, i);
+        break;
+    }
+    current_step_ = no_step;
+  }
+
+  void complete(const algorithm::schedule& s, std::uint32_t i) {
+    states_[i] = state::done;
+    --remaining_;
+    for (std::uint32_t k = dependent_offsets_[i]; k < dependent_offsets_[i + 1]; ++k) {
+      const auto j = dependents_[k];
+      if (--pending_[j] == 0 && issuable(s, j)) ready_.push_back(j);
+    }
+  }
+
+  void wait_a_little(const algorithm::schedule& s, std::span<const route> routes, transport::clock::time_point deadline,
+                     std::string_view collective, int idle_rounds) {
+    if (idle_rounds < transport::detail::spin_rounds) {
+      transport::detail::cpu_relax();
+      return;
+    }
+    if (idle_rounds < transport::detail::spin_rounds + transport::detail::yield_rounds) {
+      std::this_thread::yield();
+      return;
+    }
+    const auto now = transport::clock::now();
+    if (now >= deadline) {
+      std::string pending;
+      std::size_t shown = 0;
+      for (const auto i : in_flight_) {
+        if (shown++ == 8) break;
+        const auto& st = s.steps[i];
+        pending += tutti::detail::concat(shown == 1 ? "" : ", ",
+                                         st.kind == algorithm::step_kind::send ? "send to" : "receive from", " rank ",
+                                         st.peer, " (step ", i, ", ", st.bytes, " bytes)");
+      }
+      tutti::detail::fail(errc::timeout, collective, " timed out with ", remaining_,
+                          " steps left; in flight: ", pending);
+    }
+    // Sleep in the transport of an operation in flight: it is what the
+    // schedule waits for. The sleep is short, so others are polled soon.
+    transport::transport* t = in_flight_.empty()
+                                  ? transports_.front()
+                                  : routes[static_cast<std::size_t>(s.steps[in_flight_.front()].peer)].via;
+    t->wait_for_activity(std::min(deadline, now + transport::detail::longest_sleep));
+  }
+
+  std::vector<std::uint32_t> pending_;
+  std::vector<state> states_;
+  std::vector<std::uint64_t> posted_index_;
+  std::vector<std::uint32_t> previous_on_channel_;
+  std::vector<std::uint32_t> next_on_channel_;
+  std::vector<std::uint32_t> dependent_offsets_;
+  std::vector<std::uint32_t> dependents_;
+  std::vector<std::uint32_t> fill_;
+  std::vector<std::uint32_t> last_send_;
+  std::vector<std::uint32_t> last_recv_;
+  std::vector<std::uint32_t> ready_;
+  std::vector<std::uint32_t> in_flight_;
+  std::vector<transport::transport*> transports_;
+  std::size_t remaining_ = 0;
+  std::uint32_t current_step_ = no_step;
+};
+
+}  // namespace tutti::runtime

@@ -1,0 +1,530 @@
+// Algorithms: every schedule of every algorithm, run for whole worlds by the
+// schedule interpreter on random integer data, against a serial reference.
+// Integer sums wrap exactly, so any correct combination order gives the same
+// bytes and a byte comparison is exact.
+#include <tutti/algorithm/registry.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "../support/schedule_interpreter.hpp"
+
+namespace ta = tutti::algorithm;
+using ta::collective;
+using bytes = std::vector<std::byte>;
+
+namespace {
+
+const tutti::sum add{};
+
+tutti::detail::reduction reduction_for(std::size_t element_size) {
+  switch (element_size) {
+    case 1: return tutti::detail::reduction::make<std::int8_t>(add);
+    case 4: return tutti::detail::reduction::make<std::int32_t>(add);
+    default: return tutti::detail::reduction::make<std::int64_t>(add);
+  }
+}
+
+std::size_t uz(int v) { return static_cast<std::size_t>(v); }
+
+struct world_case {
+  collective kind = collective::all_reduce;
+  std::string_view algorithm;
+  int size = 1;
+  std::size_t count = 0;
+  std::size_t element_size = 4;
+  int root = 0;
+  std::size_t chunk_bytes = 0;
+  bool in_place = false;
+  // all_gather_v, reduce_scatter_v: per rank. all_to_all_v: size x size,
+  // row r being what rank r sends to each peer.
+  std::vector<std::size_t> counts;
+  std::uint64_t seed = 1;
+
+  [[nodiscard]] std::string describe() const {
+    std::ostringstream out;
+    out << ta::to_string(kind) << " " << algorithm << " size " << size << " count " << count << " element_size "
+        << element_size << " root " << root << " chunk_bytes " << chunk_bytes << (in_place ? " in place" : "")
+        << " seed " << seed << (seed % 2 == 0 ? " eager" : " rendezvous");
+    return std::move(out).str();
+  }
+};
+
+ta::collective_args args_for(const world_case& c, int r) {
+  ta::collective_args a;
+  a.kind = c.kind;
+  a.rank = r;
+  a.size = c.size;
+  a.count = c.count;
+  a.element_size = c.element_size;
+  a.root = c.root;
+  a.chunk_bytes = c.chunk_bytes;
+  if (c.kind == collective::all_gather_v || c.kind == collective::reduce_scatter_v) a.counts = c.counts;
+  if (c.kind == collective::all_to_all_v) {
+    for (int p = 0; p < c.size; ++p) {
+      a.counts.push_back(c.counts[uz(r * c.size + p)]);
+      a.recv_counts.push_back(c.counts[uz(p * c.size + r)]);
+    }
+  }
+  return a;
+}
+
+bytes random_bytes(std::size_t n, std::mt19937_64& rng) {
+  bytes out(n);
+  for (auto& b : out) b = static_cast<std::byte>(rng());
+  return out;
+}
+
+bytes slice(const bytes& from, std::size_t offset, std::size_t n) {
+  return bytes(from.begin() + static_cast<std::ptrdiff_t>(offset),
+               from.begin() + static_cast<std::ptrdiff_t>(offset + n));
+}
+
+// What each rank's output must hold, computed directly from the inputs.
+std::vector<bytes> reference(const world_case& c, const std::vector<ta::collective_args>& args,
+                             const std::vector<bytes>& inputs, const std::vector<bytes>& initial_outputs) {
+  const auto red = reduction_for(c.element_size);
+  const std::size_t es = c.element_size;
+  const int n = c.size;
+  std::vector<bytes> expected(uz(n));
+  auto total = [&] {
+    bytes sum = inputs[0];
+    for (int r = 1; r < n; ++r) red(sum.data(), inputs[uz(r)].data(), sum.size());
+    return sum;
+  };
+  auto concatenation = [&] {
+    bytes all;
+    for (const auto& in : inputs) all.insert(all.end(), in.begin(), in.end());
+    return all;
+  };
+  switch (c.kind) {
+    case collective::all_reduce:
+      for (auto& e : expected) e = total();
+      break;
+    case collective::reduce: expected[uz(c.root)] = total(); break;
+    case collective::broadcast:
+      for (auto& e : expected) e = initial_outputs[uz(c.root)];
+      break;
+    case collective::all_gather:
+    case collective::all_gather_v:
+    case collective::gather: {
+      const bytes all = concatenation();
+      for (int r = 0; r < n; ++r) {
+        if (c.kind != collective::gather || r == c.root) expected[uz(r)] = all;
+      }
+      break;
+    }
+    case collective::reduce_scatter:
+    case collective::reduce_scatter_v: {
+      const bytes sum = total();
+      std::size_t offset = 0;
+      for (int r = 0; r < n; ++r) {
+        const std::size_t length = ta::output_bytes(args[uz(r)]);
+        expected[uz(r)] = slice(sum, offset, length);
+        offset += length;
+      }
+      break;
+    }
+    case collective::scatter:
+      for (int r = 0; r < n; ++r) expected[uz(r)] = slice(inputs[uz(c.root)], uz(r) * c.count * es, c.count * es);
+      break;
+    case collective::all_to_all:
+    case collective::all_to_all_v:
+      for (int r = 0; r < n; ++r) {
+        for (int p = 0; p < n; ++p) {
+          // Peer p's block for r starts after what p sends to ranks below r.
+          const auto& sends = args[uz(p)].counts;
+          const bool v = c.kind == collective::all_to_all_v;
+          std::size_t offset = 0;
+          for (int q = 0; q < r; ++q) offset += v ? sends[uz(q)] : c.count;
+          const std::size_t length = v ? sends[uz(r)] : c.count;
+          const bytes part = slice(inputs[uz(p)], offset * es, length * es);
+          expected[uz(r)].insert(expected[uz(r)].end(), part.begin(), part.end());
+        }
+      }
+      break;
+    case collective::barrier: break;
+  }
+  return expected;
+}
+
+// Builds every rank's schedule, runs the world, and returns what went wrong
+// (empty when nothing did).
+std::string run_world(const world_case& c) {
+  std::mt19937_64 rng(c.seed);
+  std::vector<ta::collective_args> args;
+  std::vector<tutti::test::interpreter_rank> ranks;
+  std::vector<bytes> inputs;
+  std::vector<bytes> initial_outputs;
+  std::ostringstream problems;
+  for (int r = 0; r < c.size; ++r) {
+    args.push_back(args_for(c, r));
+    tutti::test::interpreter_rank rank;
+    rank.plan = ta::build(c.algorithm, args.back());
+    for (std::size_t i = 0; i < rank.plan.steps.size(); ++i) {
+      const ta::step& s = rank.plan.steps[i];
+      if (s.bytes % c.element_size != 0 || s.src.offset % c.element_size != 0 || s.dst.offset % c.element_size != 0) {
+        problems << "rank " << r << " step " << i << " splits an element\n";
+      }
+    }
+    rank.input = random_bytes(ta::input_bytes(args.back()), rng);
+    const std::size_t out = ta::output_bytes(args.back());
+    rank.output = c.kind == collective::broadcast && r == c.root ? random_bytes(out, rng) : bytes(out, std::byte{0xcd});
+    inputs.push_back(rank.input);
+    initial_outputs.push_back(rank.output);
+    ranks.push_back(std::move(rank));
+  }
+  const auto expected = reference(c, args, inputs, initial_outputs);
+  // Half the worlds run with rendezvous sends: a schedule must not need
+  // channel buffering to make progress.
+  const auto mode = c.seed % 2 == 0 ? tutti::test::schedule_interpreter::sends::eager
+                                    : tutti::test::schedule_interpreter::sends::rendezvous;
+  tutti::test::schedule_interpreter world(std::move(ranks), reduction_for(c.element_size), c.seed, c.in_place, mode);
+  problems << world.run();
+  if (!problems.str().empty()) return problems.str();
+  for (int r = 0; r < c.size; ++r) {
+    const auto got = world.output(r);
+    const bytes& want = expected[uz(r)];
+    if (got.size() != want.size()) {
+      problems << "rank " << r << ": output has " << got.size() << " bytes; expected " << want.size() << "\n";
+    } else if (!want.empty() && std::memcmp(got.data(), want.data(), want.size()) != 0) {
+      std::size_t first = 0;
+      while (got[first] == want[first]) ++first;
+      problems << "rank " << r << ": output differs from the reference first at byte " << first << "\n";
+    }
+  }
+  if (c.size <= 64) {
+    // Every rank but a gather/scatter/reduce/broadcast leaf must have heard
+    // from everyone; for a barrier that is the whole point.
+    const bool all_to_all_kind = c.kind != collective::reduce && c.kind != collective::broadcast &&
+                                 c.kind != collective::gather && c.kind != collective::scatter;
+    const std::uint64_t everyone = c.size == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << c.size) - 1;
+    const bool has_data = ta::input_bytes(args[0]) != 0 || ta::output_bytes(args[0]) != 0;
+    for (int r = 0; r < c.size && all_to_all_kind && (has_data || c.kind == collective::barrier); ++r) {
+      if (tutti::algorithm::detail::is_v(c.kind)) break;  // empty blocks may carry nothing
+      if (world.heard_from(r) != everyone) problems << "rank " << r << " finished without hearing from everyone\n";
+    }
+  }
+  return problems.str();
+}
+
+void check_world(const world_case& c) {
+  const std::string problems = run_world(c);
+  if (!problems.empty()) FAIL(c.describe() << "\n" << problems);
+  SUCCEED();
+}
+
+std::vector<int> world_sizes() { return {1, 2, 3, 4, 5, 6, 7, 8, 9, 16}; }
+
+std::vector<int> roots_for(collective kind, int size) {
+  const bool rooted = kind == collective::reduce || kind == collective::broadcast || kind == collective::gather ||
+                      kind == collective::scatter;
+  if (!rooted) return {0};
+  std::set<int> roots{0, size - 1, size / 2};
+  return {roots.begin(), roots.end()};
+}
+
+std::vector<std::size_t> random_counts(std::size_t entries, std::size_t most, std::mt19937_64& rng) {
+  std::vector<std::size_t> counts(entries);
+  // A quarter empty: empty blocks are where uneven schedules go wrong.
+  for (auto& c : counts) c = rng() % 4 == 0 ? 0 : rng() % (most + 1);
+  return counts;
+}
+
+// The standard sweep: every algorithm, size, count, element size and root.
+void sweep(collective kind) {
+  std::mt19937_64 rng(static_cast<std::uint64_t>(kind) + 7);
+  const std::size_t counts[] = {0, 1, 7, 1000, 4099};
+  const std::size_t element_sizes[] = {1, 4, 8};
+  for (const std::string_view algorithm : ta::algorithms_for(kind)) {
+    for (const int size : world_sizes()) {
+      for (const std::size_t count : counts) {
+        // Large worlds with large counts are slow under sanitizers and add
+        // little: their structure is that of the small counts.
+        if (size == 16 && count == 4099 && kind != collective::all_reduce) continue;
+        for (const std::size_t es : element_sizes) {
+          for (const int root : roots_for(kind, size)) {
+            world_case c;
+            c.kind = kind;
+            c.algorithm = algorithm;
+            c.size = size;
+            c.count = count;
+            c.element_size = es;
+            c.root = root;
+            c.seed = rng();
+            if (kind == collective::all_gather_v || kind == collective::reduce_scatter_v) {
+              c.counts = random_counts(uz(size), count, rng);
+            } else if (kind == collective::all_to_all_v) {
+              c.counts = random_counts(uz(size * size), count, rng);
+            }
+            check_world(c);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Many chunks per block, so pipelined schedules overlap chunks and steps.
+void pipelined(collective kind, std::string_view algorithm, std::size_t count) {
+  for (const int size : {3, 8}) {
+    world_case c;
+    c.kind = kind;
+    c.algorithm = algorithm;
+    c.size = size;
+    c.count = count;
+    c.element_size = 4;
+    c.root = size - 1;
+    c.chunk_bytes = 4096;
+    c.seed = static_cast<std::uint64_t>(size) * 31 + count;
+    check_world(c);
+  }
+}
+
+std::size_t count_steps(const ta::schedule& s, ta::step_kind kind) {
+  std::size_t n = 0;
+  for (const auto& step : s.steps) n += step.kind == kind ? 1 : 0;
+  return n;
+}
+
+ta::collective_args simple_args(collective kind, int rank, int size, std::size_t count) {
+  ta::collective_args a;
+  a.kind = kind;
+  a.rank = rank;
+  a.size = size;
+  a.count = count;
+  a.element_size = 4;
+  return a;
+}
+
+}  // namespace
+
+TEST_CASE("all_reduce: every algorithm matches the reference", "[algorithm]") { sweep(collective::all_reduce); }
+
+TEST_CASE("all_reduce: in place every algorithm matches the reference", "[algorithm]") {
+  for (const std::string_view algorithm : ta::algorithms_for(collective::all_reduce)) {
+    for (const int size : world_sizes()) {
+      for (const std::size_t count : {std::size_t{1}, std::size_t{7}, std::size_t{1000}}) {
+        world_case c;
+        c.algorithm = algorithm;
+        c.size = size;
+        c.count = count;
+        c.element_size = 8;
+        c.in_place = true;
+        c.chunk_bytes = 64;
+        c.seed = count + uz(size);
+        check_world(c);
+      }
+    }
+  }
+}
+
+TEST_CASE("reduce: binomial matches the reference for every root", "[algorithm]") { sweep(collective::reduce); }
+TEST_CASE("broadcast: every algorithm matches the reference for every root", "[algorithm]") {
+  sweep(collective::broadcast);
+}
+TEST_CASE("all_gather: every algorithm matches the reference", "[algorithm]") { sweep(collective::all_gather); }
+TEST_CASE("all_gather_v: every algorithm matches the reference with uneven and empty blocks", "[algorithm]") {
+  sweep(collective::all_gather_v);
+}
+TEST_CASE("reduce_scatter: every algorithm matches the reference", "[algorithm]") { sweep(collective::reduce_scatter); }
+TEST_CASE("reduce_scatter_v: every algorithm matches the reference with uneven and empty blocks", "[algorithm]") {
+  sweep(collective::reduce_scatter_v);
+}
+TEST_CASE("gather: binomial matches the reference for every root", "[algorithm]") { sweep(collective::gather); }
+TEST_CASE("scatter: binomial matches the reference for every root", "[algorithm]") { sweep(collective::scatter); }
+TEST_CASE("all_to_all: pairwise matches the reference", "[algorithm]") { sweep(collective::all_to_all); }
+TEST_CASE("all_to_all_v: pairwise matches the reference with uneven and empty blocks", "[algorithm]") {
+  sweep(collective::all_to_all_v);
+}
+TEST_CASE("barrier: dissemination completes and every rank hears from every rank", "[algorithm]") {
+  sweep(collective::barrier);
+}
+
+TEST_CASE("pipelined algorithms stay correct with many chunks in flight", "[algorithm]") {
+  pipelined(collective::all_reduce, "ring", 262147);
+  pipelined(collective::broadcast, "chain", 262147);
+  pipelined(collective::all_gather, "ring", 32771);
+  pipelined(collective::reduce_scatter, "ring", 32771);
+}
+
+TEST_CASE("ring all_reduce: steps per rank grow linearly in size", "[algorithm]") {
+  for (int size = 2; size <= 32; ++size) {
+    for (const int rank : {0, size - 1}) {
+      // Every block non-empty and one chunk: a copy, then per step a send
+      // and a receive, plus a reduce in the first phase.
+      const auto s = ta::build("ring", simple_args(collective::all_reduce, rank, size, 1024));
+      CHECK(s.steps.size() == 1 + 5 * uz(size - 1));
+      CHECK(count_steps(s, ta::step_kind::send) == 2 * uz(size - 1));
+    }
+  }
+  // With chunks, every step is repeated per chunk.
+  auto a = simple_args(collective::all_reduce, 1, 4, 4096);
+  a.chunk_bytes = 1024;  // 1024 elements per block of 4 bytes: 4 chunks
+  CHECK(ta::build("ring", a).steps.size() == 1 + 5 * 3 * 4);
+}
+
+TEST_CASE("recursive doubling all_reduce: log2 rounds plus the fold", "[algorithm]") {
+  for (int size = 1; size <= 33; ++size) {
+    int log2 = 0;
+    while ((2 << log2) <= size) ++log2;
+    const int extra = size - (1 << log2);
+    for (int rank = 0; rank < size; ++rank) {
+      const auto s = ta::build("recursive_doubling", simple_args(collective::all_reduce, rank, size, 16));
+      std::size_t want = uz(log2);
+      if (rank < 2 * extra) want = rank % 2 == 0 ? 1 : want + 1;
+      INFO("size " << size << " rank " << rank);
+      CHECK(count_steps(s, ta::step_kind::send) == want);
+      CHECK(count_steps(s, ta::step_kind::recv) == want);
+    }
+  }
+}
+
+TEST_CASE("dissemination barrier: ceil log2 rounds of empty messages", "[algorithm]") {
+  for (int size = 1; size <= 33; ++size) {
+    int rounds = 0;
+    while ((1 << rounds) < size) ++rounds;
+    for (const int rank : {0, size / 2, size - 1}) {
+      const auto s = ta::build("dissemination", simple_args(collective::barrier, rank, size, 0));
+      CHECK(count_steps(s, ta::step_kind::send) == uz(rounds));
+      CHECK(count_steps(s, ta::step_kind::recv) == uz(rounds));
+      for (const auto& step : s.steps) CHECK(step.bytes == 0);
+    }
+  }
+}
+
+TEST_CASE("schedules are the same every time they are built", "[algorithm]") {
+  for (const std::string_view algorithm : ta::algorithms_for(collective::all_reduce)) {
+    const auto a = simple_args(collective::all_reduce, 3, 7, 1001);
+    const auto first = ta::build(algorithm, a);
+    const auto second = ta::build(algorithm, a);
+    REQUIRE(first.steps.size() == second.steps.size());
+    CHECK(first.dependencies == second.dependencies);
+    for (std::size_t i = 0; i < first.steps.size(); ++i) {
+      CHECK(first.steps[i].kind == second.steps[i].kind);
+      CHECK(first.steps[i].src == second.steps[i].src);
+      CHECK(first.steps[i].dst == second.steps[i].dst);
+    }
+  }
+}
+
+TEST_CASE("build rejects unknown algorithms and bad arguments", "[algorithm]") {
+  const auto a = simple_args(collective::all_reduce, 0, 4, 8);
+  try {
+    (void)ta::build("tree_of_life", a);
+    FAIL("no error");
+  } catch (const tutti::error& e) {
+    CHECK(e.code() == tutti::errc::invalid_argument);
+    const std::string message = e.message();
+    CHECK(message.find("tree_of_life") != std::string::npos);
+    CHECK(message.find("ring, recursive_doubling, rabenseifner") != std::string::npos);
+  }
+  auto bad = a;
+  bad.rank = 4;
+  CHECK_THROWS_AS(ta::build("ring", bad), tutti::error);
+  bad = a;
+  bad.element_size = 0;
+  CHECK_THROWS_AS(ta::build("ring", bad), tutti::error);
+  bad = a;
+  bad.kind = collective::broadcast;
+  bad.root = -1;
+  CHECK_THROWS_AS(ta::build("binomial", bad), tutti::error);
+  bad = a;
+  bad.kind = collective::all_gather_v;
+  bad.counts = {1, 2};
+  CHECK_THROWS_AS(ta::build("ring", bad), tutti::error);
+  bad.kind = collective::all_to_all_v;
+  bad.counts = {1, 2, 3, 4};
+  bad.recv_counts = {2, 2, 3, 4};
+  CHECK_THROWS_AS(ta::build("pairwise", bad), tutti::error);
+}
+
+TEST_CASE("every collective has algorithms and a name", "[algorithm]") {
+  for (int k = 0; k <= static_cast<int>(collective::barrier); ++k) {
+    const auto kind = static_cast<collective>(k);
+    CHECK(ta::to_string(kind) != "unknown");
+    CHECK_FALSE(ta::algorithms_for(kind).empty());
+  }
+}
+
+// The interpreter must catch what it exists to catch.
+namespace {
+
+using sends = tutti::test::schedule_interpreter::sends;
+
+std::string run_plans(std::vector<ta::schedule> plans, std::size_t input, std::size_t output,
+                      sends mode = sends::eager) {
+  std::vector<tutti::test::interpreter_rank> ranks;
+  for (auto& p : plans) ranks.push_back({std::move(p), bytes(input), bytes(output)});
+  tutti::test::schedule_interpreter world(std::move(ranks), reduction_for(4), 5, false, mode);
+  return world.run();
+}
+
+}  // namespace
+
+TEST_CASE("schedule interpreter reports deadlocks size mismatches and stray bytes", "[algorithm]") {
+  const ta::region out{ta::buffer::output, 0};
+  SECTION("both ranks receive first") {
+    ta::schedule_builder a;
+    a.recv(1, out, 4);
+    a.send(1, out, 4);
+    ta::schedule_builder b;
+    b.recv(0, out, 4);
+    b.send(0, out, 4);
+    const std::string report = run_plans({std::move(a).finish(), std::move(b).finish()}, 0, 4);
+    CHECK(report.find("deadlock") != std::string::npos);
+    CHECK(report.find("rank 1 step 0 (recv from 0") != std::string::npos);
+  }
+  SECTION("both ranks send first and only buffering saves them") {
+    // Each send waits for the other's receive step, as with large messages.
+    auto plan = [&](int peer) {
+      ta::schedule_builder b;
+      b.send(peer, out, 4);
+      b.recv(peer, {ta::buffer::output, 4}, 4);
+      b.fence();
+      b.send(peer, out, 4);
+      b.recv(peer, {ta::buffer::output, 4}, 4);
+      return std::move(b).finish();
+    };
+    CHECK(run_plans({plan(1), plan(0)}, 0, 8, sends::eager).empty());
+    auto blocking = [&](int peer) {
+      ta::schedule_builder b;
+      b.send(peer, out, 4);
+      b.fence();
+      b.recv(peer, {ta::buffer::output, 4}, 4);
+      return std::move(b).finish();
+    };
+    CHECK(run_plans({blocking(1), blocking(0)}, 0, 8, sends::eager).empty());
+    const std::string report = run_plans({blocking(1), blocking(0)}, 0, 8, sends::rendezvous);
+    CHECK(report.find("waits for its receive to be posted") != std::string::npos);
+    CHECK(run_plans({plan(1), plan(0)}, 0, 8, sends::rendezvous).empty());
+  }
+  SECTION("sizes differ") {
+    ta::schedule_builder a;
+    a.send(1, out, 4);
+    ta::schedule_builder b;
+    b.recv(0, out, 8);
+    const std::string report = run_plans({std::move(a).finish(), std::move(b).finish()}, 0, 8);
+    CHECK(report.find("size mismatch: rank 1 step 0") != std::string::npos);
+  }
+  SECTION("a step outside its buffer") {
+    ta::schedule_builder a;
+    a.copy({ta::buffer::output, 4}, {ta::buffer::input, 0}, 8);
+    const std::string report = run_plans({std::move(a).finish()}, 8, 8);
+    CHECK(report.find("rank 0 step 0 (copy, 8 bytes): output bytes [4, 12) outside its 8 bytes") != std::string::npos);
+  }
+  SECTION("a message nobody receives") {
+    ta::schedule_builder a;
+    a.send(1, out, 4);
+    const std::string report = run_plans({std::move(a).finish(), ta::schedule{}}, 0, 4);
+    CHECK(report.find("rank 1 never received 1 message(s) from rank 0") != std::string::npos);
+  }
+}

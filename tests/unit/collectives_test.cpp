@@ -1,0 +1,192 @@
+// Collectives through the communicator: every algorithm forced in turn,
+// worlds of 1 to 9 ranks as threads (inproc), and a smaller set over shm and
+// tcp processes; results against a serial reference.
+#include <tutti/communicator.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <tutti/bootstrap/memory_store.hpp>
+
+#include "../support/ports.hpp"
+#include "../support/subprocess.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+// Runs body(comm) on `size` threads forming one communicator.
+template <class Body>
+std::vector<std::string> thread_world(int size, const std::string& algorithms, Body body) {
+  auto shared = std::make_shared<tutti::memory_store>();
+  std::vector<std::string> failures(static_cast<std::size_t>(size));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < size; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        tutti::options config;
+        config.timeout = 20s;
+        config.algorithms = algorithms;
+        tutti::communicator comm(shared, r, size, config);
+        body(comm);
+      } catch (const std::exception& e) {
+        failures[static_cast<std::size_t>(r)] = e.what();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  return failures;
+}
+
+void check_passed(const std::vector<std::string>& failures) {
+  for (const auto& f : failures) CHECK(f == std::string{});
+}
+
+// Rank r's contribution to element i: distinct per rank and element.
+std::int64_t value(int rank, std::size_t i) { return static_cast<std::int64_t>(i % 1000) * 31 + rank * 7 - 3; }
+
+void expect(bool ok, const char* what) {
+  if (!ok) throw std::runtime_error(what);
+}
+
+// One round of every collective with `count` elements, checked exactly.
+void exercise(tutti::communicator& comm, std::size_t count) {
+  const int n = comm.size();
+  const int me = comm.rank();
+  std::vector<std::int64_t> in(count), out(count);
+  for (std::size_t i = 0; i < count; ++i) in[i] = value(me, i);
+
+  comm.all_reduce(std::span<const std::int64_t>(in), std::span<std::int64_t>(out));
+  for (std::size_t i = 0; i < count; ++i) {
+    std::int64_t sum = 0;
+    for (int r = 0; r < n; ++r) sum += value(r, i);
+    expect(out[i] == sum, "all_reduce sum");
+  }
+  auto inout = in;
+  comm.all_reduce(std::span<std::int64_t>(inout), tutti::max{});
+  for (std::size_t i = 0; i < count; ++i) expect(inout[i] == value(n - 1, i), "all_reduce max in place");
+
+  for (int root = 0; root < n; root += std::max(1, n / 3)) {
+    std::vector<std::int64_t> b = me == root ? in : std::vector<std::int64_t>(count, -1);
+    comm.broadcast(std::span<std::int64_t>(b), root);
+    for (std::size_t i = 0; i < count; ++i) expect(b[i] == value(root, i), "broadcast");
+  }
+
+  std::vector<std::int64_t> gathered(count * static_cast<std::size_t>(n));
+  comm.all_gather(std::span<const std::int64_t>(in), std::span<std::int64_t>(gathered));
+  for (int r = 0; r < n; ++r) {
+    for (std::size_t i = 0; i < count; ++i) {
+      expect(gathered[static_cast<std::size_t>(r) * count + i] == value(r, i), "all_gather");
+    }
+  }
+
+  std::vector<std::int64_t> blocks(count * static_cast<std::size_t>(n));
+  for (std::size_t i = 0; i < blocks.size(); ++i) blocks[i] = value(me, i);
+  std::vector<std::int64_t> mine(count);
+  comm.reduce_scatter(std::span<const std::int64_t>(blocks), std::span<std::int64_t>(mine));
+  for (std::size_t i = 0; i < count; ++i) {
+    std::int64_t sum = 0;
+    for (int r = 0; r < n; ++r) sum += value(r, static_cast<std::size_t>(me) * count + i);
+    expect(mine[i] == sum, "reduce_scatter");
+  }
+  comm.barrier();
+}
+
+}  // namespace
+
+TEST_CASE("every collective and algorithm on thread worlds of 1 to 9 ranks", "[collectives]") {
+  const std::vector<std::string> algorithm_sets{
+      "all_reduce=ring,all_gather=ring,broadcast=binomial,reduce_scatter=ring",
+      "all_reduce=recursive_doubling,all_gather=recursive_doubling,broadcast=chain,reduce_scatter=recursive_halving",
+      "all_reduce=rabenseifner,all_gather=bruck",
+      "",  // chosen by size
+  };
+  for (const auto& algorithms : algorithm_sets) {
+    for (int size : {1, 2, 3, 4, 5, 7, 8, 9}) {
+      INFO("TUTTI_ALGO=" << algorithms << " ranks " << size);
+      check_passed(thread_world(size, algorithms, [](tutti::communicator& comm) {
+        for (std::size_t count : {std::size_t{0}, std::size_t{1}, std::size_t{13}, std::size_t{1000}}) {
+          exercise(comm, count);
+        }
+      }));
+    }
+  }
+}
+
+TEST_CASE("large all_reduce pipelines many chunks", "[collectives]") {
+  check_passed(thread_world(4, "all_reduce=ring", [](tutti::communicator& comm) {
+    std::vector<float> data(std::size_t{3} << 20, static_cast<float>(comm.rank() + 1));
+    comm.all_reduce(std::span<float>(data));
+    for (const float x : data) expect(x == 10.0f, "large ring all_reduce");
+    std::vector<tutti::bfloat16> grads(100003, tutti::bfloat16(0.5f));
+    comm.all_reduce(std::span<tutti::bfloat16>(grads), tutti::avg{});
+    for (const auto g : grads) expect(static_cast<float>(g) == 0.5f, "bf16 avg");
+  }));
+}
+
+TEST_CASE("collectives reject bad arguments before any byte moves", "[collectives]") {
+  check_passed(thread_world(2, "", [](tutti::communicator& comm) {
+    std::vector<int> a(10), b(12);
+    auto expect_error = [](auto&& call, const std::string& fragment) {
+      try {
+        call();
+      } catch (const tutti::error& e) {
+        if (e.code() != tutti::errc::invalid_argument || e.message().find(fragment) == std::string::npos) {
+          throw std::runtime_error("wrong error: " + std::string(e.what()));
+        }
+        return;
+      }
+      throw std::runtime_error("no error for " + fragment);
+    };
+    expect_error([&] { comm.all_reduce(std::span<const int>(a), std::span<int>(b)); },
+                 "all_reduce: input has 10 elements but output has 12");
+    expect_error([&] { comm.broadcast(std::span<int>(a), 2); }, "broadcast: root 2 is outside [0, 2)");
+    expect_error([&] { comm.all_gather(std::span<const int>(a), std::span<int>(b)); },
+                 "all_gather: output has 12 elements but input x ranks has 20");
+    expect_error([&] { comm.all_reduce(std::span<const int>(a.data(), 8), std::span<int>(a.data() + 2, 8)); },
+                 "partially overlap");
+    // The communicator still works afterwards: nothing was sent.
+    comm.all_reduce(std::span<int>(a));
+  }));
+}
+
+// --- processes over shm and tcp ---------------------------------------------
+
+TUTTI_TEST_WORKER(collectives_round) {
+  try {
+    auto comm = tutti::communicator::from_env();
+    for (std::size_t count : {std::size_t{0}, std::size_t{1}, std::size_t{1000}, std::size_t{100003}}) {
+      exercise(comm, count);
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "rank failed: %s\n", e.what());
+    return 3;
+  }
+}
+
+TEST_CASE("collectives over shm and tcp processes", "[collectives][processes]") {
+  for (const std::string transport : {"shm", "tcp"}) {
+    for (const std::string algorithms : {"all_reduce=ring,broadcast=chain", "all_reduce=rabenseifner"}) {
+      INFO(transport << " " << algorithms);
+      const auto store = tutti::test::free_store_address();
+      std::vector<tutti::tools::process> ranks;
+      for (int r = 0; r < 4; ++r) {
+        ranks.push_back(tutti::test::subprocess::spawn("collectives_round", {},
+                                                       {{"TUTTI_RANK", std::to_string(r)},
+                                                        {"TUTTI_WORLD_SIZE", "4"},
+                                                        {"TUTTI_STORE", store},
+                                                        {"TUTTI_TIMEOUT", "30"},
+                                                        {"TUTTI_TRANSPORT", transport},
+                                                        {"TUTTI_ALGO", algorithms}}));
+      }
+      for (auto& r : ranks) CHECK(r.wait(90s) == 0);
+    }
+  }
+}

@@ -104,59 +104,118 @@ class communicator {
   [[nodiscard]] bool same_host(int r) const { return card(r).host_id == card(rank()).host_id; }
 
   // --- Collectives. Every rank calls the same collective with matching
-  // sizes, in the same order. Arguments are checked before any byte moves.
+  // sizes, in the same order. Arguments are checked against the collective's
+  // buffer layout (algorithm/collective.hpp) before any byte moves; a wrong
+  // size, root or overlap is errc::invalid_argument naming it.
 
   // out[i] = op over all ranks of in[i]. `in` and `out` may be the same span.
   template <element T, class Op = sum>
   void all_reduce(std::span<const T> in, std::span<T> out, const Op& op = {}) {
-    detail::check_op<Op, T>();
-    if constexpr (detail::valid_op<Op, T>) {
-      check_sizes("all_reduce", "input", in.size(), "output", out.size());
-      check_disjoint_or_same("all_reduce", in, out);
-      run_collective(make_args(algorithm::collective::all_reduce, in.size(), sizeof(T)), in.data(), out.data(),
-                     detail::reduction::make<T>(op));
-      finalize<Op>(out);
-    }
+    reducing(args_for<T>(algorithm::collective::all_reduce, in.size()), in, out, op, overlap_rule::same_allowed);
   }
   template <element T, class Op = sum>
   void all_reduce(std::span<T> inout, const Op& op = {}) {
     all_reduce(std::span<const T>(inout), inout, op);
   }
 
+  // Root's out[i] = op over all ranks of in[i]; `out` matters at root only
+  // (other ranks may pass an empty span).
+  template <element T, class Op = sum>
+  void reduce(std::span<const T> in, std::span<T> out, int root, const Op& op = {}) {
+    auto args = args_for<T>(algorithm::collective::reduce, in.size(), root);
+    if (rank() != root) out = out.first(0);
+    reducing(std::move(args), in, out, op, overlap_rule::same_allowed);
+  }
+
   // Copies root's `buffer` into every rank's `buffer`.
   template <element T>
   void broadcast(std::span<T> buffer, int root) {
-    check_root("broadcast", root);
-    run_collective(make_args(algorithm::collective::broadcast, buffer.size(), sizeof(T), root), buffer.data(),
-                   buffer.data(), std::nullopt);
+    moving(args_for<T>(algorithm::collective::broadcast, buffer.size(), root), std::span<const T>(), buffer);
   }
 
-  // out holds every rank's `in`, in rank order: out.size() == in.size() * size().
+  // out holds every rank's `in` in rank order: out.size() == in.size() * size().
   template <element T>
   void all_gather(std::span<const T> in, std::span<T> out) {
-    check_sizes("all_gather", "output", out.size(), "input x ranks", in.size() * static_cast<std::size_t>(size()));
-    check_disjoint("all_gather", in, out);
-    run_collective(make_args(algorithm::collective::all_gather, in.size(), sizeof(T)), in.data(), out.data(),
-                   std::nullopt);
+    moving(args_for<T>(algorithm::collective::all_gather, in.size()), in, out);
+  }
+
+  // Like all_gather, with counts[r] elements from rank r.
+  template <element T>
+  void all_gather_v(std::span<const T> in, std::span<T> out, std::span<const std::size_t> counts) {
+    auto args = args_for<T>(algorithm::collective::all_gather_v, 0);
+    args.counts.assign(counts.begin(), counts.end());
+    moving(std::move(args), in, out);
   }
 
   // Rank r's out is the reduction over all ranks of block r of `in`:
   // in.size() == out.size() * size().
   template <element T, class Op = sum>
   void reduce_scatter(std::span<const T> in, std::span<T> out, const Op& op = {}) {
-    detail::check_op<Op, T>();
-    if constexpr (detail::valid_op<Op, T>) {
-      check_sizes("reduce_scatter", "input", in.size(), "output x ranks",
-                  out.size() * static_cast<std::size_t>(size()));
-      check_disjoint("reduce_scatter", in, out);
-      run_collective(make_args(algorithm::collective::reduce_scatter, out.size(), sizeof(T)), in.data(), out.data(),
-                     detail::reduction::make<T>(op));
-      finalize<Op>(out);
+    reducing(args_for<T>(algorithm::collective::reduce_scatter, out.size()), in, out, op, overlap_rule::disjoint);
+  }
+
+  // Like reduce_scatter, with block r of counts[r] elements.
+  template <element T, class Op = sum>
+  void reduce_scatter_v(std::span<const T> in, std::span<T> out, std::span<const std::size_t> counts,
+                        const Op& op = {}) {
+    auto args = args_for<T>(algorithm::collective::reduce_scatter_v, 0);
+    args.counts.assign(counts.begin(), counts.end());
+    reducing(std::move(args), in, out, op, overlap_rule::disjoint);
+  }
+
+  // Root's out holds every rank's `in` in rank order (out matters at root only).
+  template <element T>
+  void gather(std::span<const T> in, std::span<T> out, int root) {
+    if (rank() != root) out = out.first(0);
+    moving(args_for<T>(algorithm::collective::gather, in.size(), root), in, out);
+  }
+
+  // Rank r's out is block r of root's `in` (in matters at root only).
+  template <element T>
+  void scatter(std::span<const T> in, std::span<T> out, int root) {
+    if (rank() != root) in = in.first(0);
+    moving(args_for<T>(algorithm::collective::scatter, out.size(), root), in, out);
+  }
+
+  // Block p of `in` goes to rank p; block p of `out` comes from rank p.
+  template <element T>
+  void all_to_all(std::span<const T> in, std::span<T> out) {
+    const auto ranks = static_cast<std::size_t>(size());
+    if (in.size() % ranks != 0) {
+      detail::fail(errc::invalid_argument, "all_to_all: input has ", in.size(), " elements, not a multiple of ", ranks,
+                   " ranks");
     }
+    moving(args_for<T>(algorithm::collective::all_to_all, in.size() / ranks), in, out);
+  }
+
+  // send_counts[p] elements to rank p, recv_counts[p] from rank p, blocks in
+  // rank order.
+  template <element T>
+  void all_to_all_v(std::span<const T> in, std::span<T> out, std::span<const std::size_t> send_counts,
+                    std::span<const std::size_t> recv_counts) {
+    auto args = args_for<T>(algorithm::collective::all_to_all_v, 0);
+    args.counts.assign(send_counts.begin(), send_counts.end());
+    args.recv_counts.assign(recv_counts.begin(), recv_counts.end());
+    moving(std::move(args), in, out);
   }
 
   // Returns once every rank has called barrier().
-  void barrier() { run_collective(make_args(algorithm::collective::barrier, 0, 1), nullptr, nullptr, std::nullopt); }
+  void barrier() {
+    run_collective(args_for<std::byte>(algorithm::collective::barrier, 0), nullptr, 0, nullptr, 0, std::nullopt);
+  }
+
+  // --- Point to point: messages to one peer arrive in order; the receive
+  // must have the size of the send.
+  template <element T>
+  void send(std::span<const T> buffer, int peer) {
+    point_to_point(
+        peer, "send", [&](transport::channel& c) { return c.post_send(buffer.data(), buffer.size_bytes()); }, true);
+  }
+  template <element T>
+  void recv(std::span<T> buffer, int peer) {
+    point_to_point(
+        peer, "recv", [&](transport::channel& c) { return c.post_recv(buffer.data(), buffer.size_bytes()); }, false);
+  }
 
   // The byte-level channel to rank `r` (this rank included), and the
   // transport that carries it: what collectives run on. Chosen at creation
@@ -182,7 +241,8 @@ class communicator {
     std::vector<transport::transport*> routes;  // per peer
     std::vector<runtime::route> route_table;    // per peer, for the executor
     std::map<algorithm::collective, std::string> forced_algorithms;
-    using schedule_key = std::tuple<algorithm::collective, std::size_t, std::size_t, int, std::string>;
+    using schedule_key = std::tuple<algorithm::collective, std::size_t, std::size_t, int, std::string,
+                                    std::vector<std::size_t>, std::vector<std::size_t>>;
     std::map<schedule_key, algorithm::schedule> schedules;
     std::vector<std::byte> scratch;  // grows to the largest schedule's need, then is reused
     runtime::executor executor;
@@ -322,76 +382,101 @@ class communicator {
     detail::fail(errc::invalid_argument, message);
   }
 
-  static algorithm::collective_args make_args(algorithm::collective kind, std::size_t count, std::size_t element_size,
-                                              int root = 0) {
+  enum class overlap_rule { disjoint, same_allowed };
+
+  template <class T>
+  algorithm::collective_args args_for(algorithm::collective kind, std::size_t count, int root = 0) const {
     algorithm::collective_args args;
     args.kind = kind;
+    args.rank = rank();
+    args.size = size();
     args.count = count;
-    args.element_size = element_size;
+    args.element_size = sizeof(T);
     args.root = root;
     return args;
   }
 
-  // The byte-level core every typed collective forwards to: picks the
-  // algorithm, reuses the cached schedule and scratch, and runs it.
-  void run_collective(algorithm::collective_args args, const void* in, void* out,
-                      std::optional<detail::reduction> reduce) {
+  template <class T>
+  void moving(algorithm::collective_args args, std::span<const T> in, std::span<T> out,
+              overlap_rule rule = overlap_rule::disjoint) {
+    check_overlap(args, std::as_bytes(in), std::as_bytes(out), rule);
+    run_collective(std::move(args), in.data(), in.size(), out.data(), out.size(), std::nullopt);
+  }
+
+  template <class T, class Op>
+  void reducing(algorithm::collective_args args, std::span<const T> in, std::span<T> out, const Op& op,
+                overlap_rule rule) {
+    detail::check_op<Op, T>();
+    if constexpr (detail::valid_op<Op, T>) {
+      check_overlap(args, std::as_bytes(in), std::as_bytes(out), rule);
+      run_collective(std::move(args), in.data(), in.size(), out.data(), out.size(), detail::reduction::make<T>(op));
+      // avg: the collective summed; divide by the number of contributions.
+      if constexpr (requires { Op::finalize(T{}, std::size_t{}); }) {
+        for (auto& x : out) x = Op::finalize(x, static_cast<std::size_t>(size()));
+      }
+    }
+  }
+
+  static void check_overlap(const algorithm::collective_args& args, std::span<const std::byte> in,
+                            std::span<const std::byte> out, overlap_rule rule) {
+    const auto in_begin = reinterpret_cast<std::uintptr_t>(in.data());
+    const auto out_begin = reinterpret_cast<std::uintptr_t>(out.data());
+    const bool overlapping =
+        !in.empty() && !out.empty() && in_begin < out_begin + out.size() && out_begin < in_begin + in.size();
+    const bool same = in.data() == out.data() && in.size() == out.size();
+    if (overlapping && !(same && rule == overlap_rule::same_allowed)) {
+      detail::fail(errc::invalid_argument, algorithm::to_string(args.kind), ": input and output overlap; they must be ",
+                   rule == overlap_rule::same_allowed ? "the same span or disjoint" : "disjoint");
+    }
+  }
+
+  // The byte-level core every typed collective forwards to: checks the
+  // buffers against the collective's layout, picks the algorithm, reuses the
+  // cached schedule and scratch, and runs it.
+  void run_collective(algorithm::collective_args args, const void* in, std::size_t in_elements, void* out,
+                      std::size_t out_elements, std::optional<detail::reduction> reduce) {
     state& s = *state_;
-    args.rank = s.rank;
-    args.size = s.size;
+    const auto name = algorithm::to_string(args.kind);
+    algorithm::validate(args);
+    const std::size_t in_expected = algorithm::input_bytes(args) / args.element_size;
+    const std::size_t out_expected = algorithm::output_bytes(args) / args.element_size;
+    if (in_elements != in_expected) {
+      detail::fail(errc::invalid_argument, name, ": input has ", in_elements, " elements but rank ", s.rank, " needs ",
+                   in_expected);
+    }
+    if (out_elements != out_expected) {
+      detail::fail(errc::invalid_argument, name, ": output has ", out_elements, " elements but rank ", s.rank,
+                   " needs ", out_expected);
+    }
     const std::string algorithm_name(algorithm::choose_algorithm(args, s.forced_algorithms));
-    const state::schedule_key key{args.kind, args.count, args.element_size, args.root, algorithm_name};
+    state::schedule_key key{args.kind,      args.count,  args.element_size, args.root,
+                            algorithm_name, args.counts, args.recv_counts};
     auto found = s.schedules.find(key);
     if (found == s.schedules.end()) {
-      found = s.schedules.emplace(key, algorithm::build(algorithm_name, args)).first;
+      found = s.schedules.emplace(std::move(key), algorithm::build(algorithm_name, args)).first;
     }
     const algorithm::schedule& schedule = found->second;
     if (s.scratch.size() < schedule.scratch_bytes) s.scratch.resize(schedule.scratch_bytes);
     const runtime::buffers b{static_cast<const std::byte*>(in), static_cast<std::byte*>(out), s.scratch.data()};
     s.executor.run(schedule, b, s.route_table, reduce ? &*reduce : nullptr, transport::clock::now() + s.config.timeout,
-                   algorithm::to_string(args.kind), s.rank);
+                   name, s.rank);
   }
 
-  // avg: the collective summed; divide by the number of contributions.
-  template <class Op, class T>
-  void finalize(std::span<T> out) const {
-    if constexpr (requires { Op::finalize(T{}, std::size_t{}); }) {
-      for (auto& x : out) x = Op::finalize(x, static_cast<std::size_t>(size()));
-    }
-  }
-
-  static void check_sizes(const char* collective, const char* a, std::size_t a_size, const char* b,
-                          std::size_t b_size) {
-    if (a_size != b_size) {
-      detail::fail(errc::invalid_argument, collective, ": ", a, " has ", a_size, " elements but ", b, " has ", b_size);
-    }
-  }
-
-  void check_root(const char* collective, int root) const {
-    if (root < 0 || root >= size()) {
-      detail::fail(errc::invalid_argument, collective, ": root ", root, " is outside [0, ", size(), ")");
-    }
-  }
-
-  template <class T>
-  static bool overlap(std::span<const T> a, std::span<const T> b) {
-    const auto a_begin = reinterpret_cast<std::uintptr_t>(a.data());
-    const auto b_begin = reinterpret_cast<std::uintptr_t>(b.data());
-    return !a.empty() && !b.empty() && a_begin < b_begin + b.size_bytes() && b_begin < a_begin + a.size_bytes();
-  }
-
-  template <class T>
-  static void check_disjoint(const char* collective, std::span<const T> in, std::span<T> out) {
-    if (overlap(in, std::span<const T>(out))) {
-      detail::fail(errc::invalid_argument, collective, ": input and output overlap; they must be disjoint");
-    }
-  }
-
-  template <class T>
-  static void check_disjoint_or_same(const char* collective, std::span<const T> in, std::span<T> out) {
-    if (in.data() != out.data() && overlap(in, std::span<const T>(out))) {
-      detail::fail(errc::invalid_argument, collective,
-                   ": input and output partially overlap; they must be the same span or disjoint");
+  template <class Post>
+  void point_to_point(int peer, const char* what, Post post, bool sending) {
+    check_rank(peer, what);
+    auto& t = transport_to(peer);
+    auto& c = t.to(peer);
+    const auto deadline = transport::clock::now() + config().timeout;
+    try {
+      const auto index = post(c);
+      transport::wait_done(t, c, sending, index, deadline);
+    } catch (const error& e) {
+      blame where = e.where();
+      where.rank = rank();
+      where.peer = peer;
+      where.collective = what;
+      throw error(e.code(), e.message(), std::move(where));
     }
   }
 

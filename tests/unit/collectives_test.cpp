@@ -95,6 +95,60 @@ void exercise(tutti::communicator& comm, std::size_t count) {
     for (int r = 0; r < n; ++r) sum += value(r, static_cast<std::size_t>(me) * count + i);
     expect(mine[i] == sum, "reduce_scatter");
   }
+  // The rest of the API, on the same data.
+  const auto blocks_of = [&](std::size_t c) { return c * static_cast<std::size_t>(n); };
+  for (int root = 0; root < n; root += std::max(1, n / 2)) {
+    std::vector<std::int64_t> reduced(me == root ? count : 0);
+    comm.reduce(std::span<const std::int64_t>(in), std::span<std::int64_t>(reduced), root);
+    for (std::size_t i = 0; i < reduced.size(); ++i) expect(reduced[i] == out[i], "reduce");
+
+    std::vector<std::int64_t> at_root(me == root ? blocks_of(count) : 0);
+    comm.gather(std::span<const std::int64_t>(in), std::span<std::int64_t>(at_root), root);
+    for (std::size_t i = 0; i < at_root.size(); ++i) expect(at_root[i] == gathered[i], "gather");
+
+    std::vector<std::int64_t> piece(count);
+    comm.scatter(std::span<const std::int64_t>(me == root ? gathered : std::vector<std::int64_t>{}),
+                 std::span<std::int64_t>(piece), root);
+    for (std::size_t i = 0; i < count; ++i) expect(piece[i] == value(me, i), "scatter");
+  }
+
+  std::vector<std::int64_t> exchanged(blocks_of(count));
+  comm.all_to_all(std::span<const std::int64_t>(blocks), std::span<std::int64_t>(exchanged));
+  for (int r = 0; r < n; ++r) {
+    for (std::size_t i = 0; i < count; ++i) {
+      const std::size_t at = static_cast<std::size_t>(r) * count + i;
+      expect(exchanged[at] == value(r, static_cast<std::size_t>(me) * count + i), "all_to_all");
+    }
+  }
+
+  // Uneven: rank r contributes r % 3 + count / 2 elements.
+  std::vector<std::size_t> counts(static_cast<std::size_t>(n));
+  for (int r = 0; r < n; ++r) counts[static_cast<std::size_t>(r)] = static_cast<std::size_t>(r % 3) + count / 2;
+  std::vector<std::int64_t> mine_v(counts[static_cast<std::size_t>(me)]);
+  for (std::size_t i = 0; i < mine_v.size(); ++i) mine_v[i] = value(me, i);
+  std::vector<std::int64_t> gathered_v(std::accumulate(counts.begin(), counts.end(), std::size_t{0}));
+  comm.all_gather_v(std::span<const std::int64_t>(mine_v), std::span<std::int64_t>(gathered_v), counts);
+  std::size_t at = 0;
+  for (int r = 0; r < n; ++r) {
+    for (std::size_t i = 0; i < counts[static_cast<std::size_t>(r)]; ++i) {
+      expect(gathered_v[at++] == value(r, i), "all_gather_v");
+    }
+  }
+
+  // Point to point around a ring, then everyone waits for everyone.
+  if (n > 1) {
+    std::vector<std::int64_t> incoming(count);
+    const int right = (me + 1) % n;
+    const int left = (me + n - 1) % n;
+    if (me % 2 == 0) {
+      comm.send(std::span<const std::int64_t>(in), right);
+      comm.recv(std::span<std::int64_t>(incoming), left);
+    } else {
+      comm.recv(std::span<std::int64_t>(incoming), left);
+      comm.send(std::span<const std::int64_t>(in), right);
+    }
+    for (std::size_t i = 0; i < count; ++i) expect(incoming[i] == value(left, i), "send/recv");
+  }
   comm.barrier();
 }
 
@@ -145,12 +199,18 @@ TEST_CASE("collectives reject bad arguments before any byte moves", "[collective
       throw std::runtime_error("no error for " + fragment);
     };
     expect_error([&] { comm.all_reduce(std::span<const int>(a), std::span<int>(b)); },
-                 "all_reduce: input has 10 elements but output has 12");
+                 "all_reduce: output has 12 elements but rank " + std::to_string(comm.rank()) + " needs 10");
     expect_error([&] { comm.broadcast(std::span<int>(a), 2); }, "broadcast: root 2 is outside [0, 2)");
     expect_error([&] { comm.all_gather(std::span<const int>(a), std::span<int>(b)); },
-                 "all_gather: output has 12 elements but input x ranks has 20");
+                 "all_gather: output has 12 elements but rank " + std::to_string(comm.rank()) + " needs 20");
     expect_error([&] { comm.all_reduce(std::span<const int>(a.data(), 8), std::span<int>(a.data() + 2, 8)); },
-                 "partially overlap");
+                 "all_reduce: input and output overlap; they must be the same span or disjoint");
+    expect_error([&] { comm.reduce_scatter(std::span<const int>(b), std::span<int>(b.data(), 6)); },
+                 "reduce_scatter: input and output overlap; they must be disjoint");
+    expect_error([&] { comm.send(std::span<const int>(a), 5); }, "send: rank 5 is outside [0, 2)");
+    const std::size_t counts[] = {1, 2, 3};
+    expect_error([&] { comm.all_gather_v(std::span<const int>(a), std::span<int>(b), counts); },
+                 "all_gather_v: counts has 3 entries for 2 ranks");
     // The communicator still works afterwards: nothing was sent.
     comm.all_reduce(std::span<int>(a));
   }));

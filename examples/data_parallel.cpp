@@ -66,7 +66,8 @@ std::array<double, parameters> ground_truth() {
 }
 
 shard make_shard(int rank, const std::array<double, parameters>& truth) {
-  generator g(0x5eed0000ULL + static_cast<std::uint64_t>(rank));
+  const std::uint64_t seed = 0x5eed0000ULL + static_cast<unsigned>(rank);
+  generator g(seed);
   shard s;
   s.x.resize(samples_per_rank * features);
   s.y.resize(samples_per_rank);

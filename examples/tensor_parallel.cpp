@@ -32,8 +32,8 @@
 
 namespace {
 
-// Sizes divisible by 1, 2, 3 and 4, so the example runs on any of those world
-// sizes. Sharding needs hidden and outputs to be multiples of the world size.
+// Sharding needs hidden and outputs to be multiples of the world size; these
+// split evenly over 1, 2, 3, 4, 6, 8, 12 or 24 ranks (the divisors of 24).
 constexpr std::size_t inputs = 32;
 constexpr std::size_t hidden = 96;
 constexpr std::size_t outputs = 24;
@@ -106,7 +106,7 @@ int run(tutti::communicator& comm) {
     if (rank == 0) {
       std::fprintf(stderr,
                    "tensor_parallel: %zu hidden units and %zu outputs do not split evenly over %zu ranks; "
-                   "run it on 1, 2, 3 or 4 ranks\n",
+                   "use a rank count that divides 24 (1, 2, 3, 4, 6, 8, 12 or 24)\n",
                    hidden, outputs, size);
     }
     return 1;

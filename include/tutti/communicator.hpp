@@ -246,6 +246,7 @@ class communicator {
     std::map<schedule_key, algorithm::schedule> schedules;
     std::vector<std::byte> scratch;  // grows to the largest schedule's need, then is reused
     runtime::executor executor;
+    std::uint64_t calls = 0;  // collectives issued, the sequence number in check headers
   };
 
   // How long a rank 0 whose bootstrap failed keeps its store up for the
@@ -400,7 +401,8 @@ class communicator {
   void moving(algorithm::collective_args args, std::span<const T> in, std::span<T> out,
               overlap_rule rule = overlap_rule::disjoint) {
     check_overlap(args, std::as_bytes(in), std::as_bytes(out), rule);
-    run_collective(std::move(args), in.data(), in.size(), out.data(), out.size(), std::nullopt);
+    run_collective(std::move(args), in.data(), in.size(), out.data(), out.size(), std::nullopt,
+                   static_cast<std::uint8_t>(dtype_of<T>));
   }
 
   template <class T, class Op>
@@ -409,7 +411,8 @@ class communicator {
     detail::check_op<Op, T>();
     if constexpr (detail::valid_op<Op, T>) {
       check_overlap(args, std::as_bytes(in), std::as_bytes(out), rule);
-      run_collective(std::move(args), in.data(), in.size(), out.data(), out.size(), detail::reduction::make<T>(op));
+      run_collective(std::move(args), in.data(), in.size(), out.data(), out.size(), detail::reduction::make<T>(op),
+                     static_cast<std::uint8_t>(dtype_of<T>));
       // avg: the collective summed; divide by the number of contributions.
       if constexpr (requires { Op::finalize(T{}, std::size_t{}); }) {
         for (auto& x : out) x = Op::finalize(x, static_cast<std::size_t>(size()));
@@ -434,7 +437,8 @@ class communicator {
   // buffers against the collective's layout, picks the algorithm, reuses the
   // cached schedule and scratch, and runs it.
   void run_collective(algorithm::collective_args args, const void* in, std::size_t in_elements, void* out,
-                      std::size_t out_elements, std::optional<detail::reduction> reduce) {
+                      std::size_t out_elements, std::optional<detail::reduction> reduce,
+                      std::uint8_t element_type = runtime::call_signature::no_type) {
     state& s = *state_;
     const auto name = algorithm::to_string(args.kind);
     algorithm::validate(args);
@@ -458,8 +462,15 @@ class communicator {
     const algorithm::schedule& schedule = found->second;
     if (s.scratch.size() < schedule.scratch_bytes) s.scratch.resize(schedule.scratch_bytes);
     const runtime::buffers b{static_cast<const std::byte*>(in), static_cast<std::byte*>(out), s.scratch.data()};
+    runtime::call_signature call;
+    call.kind = args.kind;
+    call.element_type = element_type;
+    call.op = reduce ? static_cast<std::uint8_t>(reduce->kind()) : runtime::call_signature::no_op;
+    call.root = args.root;
+    call.sequence = s.calls++;
+    call.count = args.count;
     s.executor.run(schedule, b, s.route_table, reduce ? &*reduce : nullptr, transport::clock::now() + s.config.timeout,
-                   name, s.rank);
+                   name, s.rank, s.config.check ? &call : nullptr);
   }
 
   template <class Post>

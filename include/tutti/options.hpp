@@ -7,6 +7,12 @@
 
 #include <tutti/detail/env.hpp>
 
+// Builds configured with -DTUTTI_CHECK_DEFAULT=1 (the dev preset) check
+// every collective call by default.
+#ifndef TUTTI_CHECK_DEFAULT
+#define TUTTI_CHECK_DEFAULT 0
+#endif
+
 namespace tutti {
 
 struct options {
@@ -20,6 +26,12 @@ struct options {
   // a peer it cannot reach is an error (errc::unavailable).
   std::string transport = "auto";
 
+  // Mismatch detection (TUTTI_CHECK=1): every message carries a header
+  // describing its call, so ranks that call different collectives, counts,
+  // dtypes, ops or roots get errc::mismatch naming both calls. Costs a small
+  // message per message; for debugging and CI.
+  bool check = TUTTI_CHECK_DEFAULT != 0;
+
   // Forced algorithms per collective (TUTTI_ALGO, e.g.
   // "all_reduce=ring,broadcast=binomial"); the rest are chosen by size.
   std::string algorithms;
@@ -30,6 +42,7 @@ struct options {
     if (auto value = env("TUTTI_TIMEOUT")) out.timeout = detail::parse_env_seconds("TUTTI_TIMEOUT", *value);
     if (auto value = env("TUTTI_TRANSPORT")) out.transport = *value;
     if (auto value = env("TUTTI_ALGO")) out.algorithms = *value;
+    if (auto value = env("TUTTI_CHECK")) out.check = detail::parse_env_int("TUTTI_CHECK", *value, 0, 1) == 1;
     if (out.transport != "auto" && out.transport != "inproc" && out.transport != "shm" && out.transport != "tcp") {
       detail::fail(errc::invalid_argument, "transport '", out.transport,
                    "' (TUTTI_TRANSPORT or options) is not one of auto, inproc, shm, tcp");

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <numeric>
 #include <string>
@@ -16,6 +17,7 @@
 
 #include "../support/ports.hpp"
 #include "../support/subprocess.hpp"
+#include "../support/thread_world.hpp"
 
 using namespace std::chrono_literals;
 
@@ -23,25 +25,16 @@ namespace {
 
 // Runs body(comm) on `size` threads forming one communicator.
 template <class Body>
-std::vector<std::string> thread_world(int size, const std::string& algorithms, Body body) {
+std::vector<std::string> thread_world(int size, const std::string& algorithms, Body body, bool check = false) {
   auto shared = std::make_shared<tutti::memory_store>();
-  std::vector<std::string> failures(static_cast<std::size_t>(size));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < size; ++r) {
-    threads.emplace_back([&, r] {
-      try {
-        tutti::options config;
-        config.timeout = 20s;
-        config.algorithms = algorithms;
-        tutti::communicator comm(shared, r, size, config);
-        body(comm);
-      } catch (const std::exception& e) {
-        failures[static_cast<std::size_t>(r)] = e.what();
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  return failures;
+  return tutti::test::run_threads(size, [&](int r) {
+    tutti::options config;
+    config.timeout = 20s;
+    config.algorithms = algorithms;
+    config.check = check;
+    tutti::communicator comm(shared, r, size, config);
+    body(comm);
+  });
 }
 
 void check_passed(const std::vector<std::string>& failures) {
@@ -163,12 +156,20 @@ TEST_CASE("every collective and algorithm on thread worlds of 1 to 9 ranks", "[c
   };
   for (const auto& algorithms : algorithm_sets) {
     for (int size : {1, 2, 3, 4, 5, 7, 8, 9}) {
-      INFO("TUTTI_ALGO=" << algorithms << " ranks " << size);
-      check_passed(thread_world(size, algorithms, [](tutti::communicator& comm) {
-        for (std::size_t count : {std::size_t{0}, std::size_t{1}, std::size_t{13}, std::size_t{1000}}) {
-          exercise(comm, count);
-        }
-      }));
+      // Check mode adds a header before every message: the same calls must
+      // give the same results with it (on a subset, to keep the test short).
+      for (const bool check : {false, true}) {
+        if (check && size % 3 != 2) continue;
+        INFO("TUTTI_ALGO=" << algorithms << " ranks " << size << " check " << check);
+        check_passed(thread_world(
+            size, algorithms,
+            [](tutti::communicator& comm) {
+              for (std::size_t count : {std::size_t{0}, std::size_t{1}, std::size_t{13}, std::size_t{1000}}) {
+                exercise(comm, count);
+              }
+            },
+            check));
+      }
     }
   }
 }
@@ -248,5 +249,75 @@ TEST_CASE("collectives over shm and tcp processes", "[collectives][processes]") 
       }
       for (auto& r : ranks) CHECK(r.wait(90s) == 0);
     }
+  }
+}
+
+TEST_CASE("TUTTI_CHECK reports mismatched calls naming both ranks", "[collectives][check]") {
+  struct scenario {
+    const char* what;
+    std::function<void(tutti::communicator&)> call;
+    const char* fragment;
+  };
+  const std::vector<scenario> scenarios{
+      {"different collectives",
+       [](tutti::communicator& comm) {
+         std::vector<float> v(64, 1.0f);
+         if (comm.rank() == 0) {
+           comm.all_reduce(std::span<float>(v));
+         } else {
+           comm.broadcast(std::span<float>(v), 0);
+         }
+       },
+       "all_reduce #0 of 64 float32 elements with sum"},
+      {"different counts",
+       [](tutti::communicator& comm) {
+         std::vector<int> v(comm.rank() == 0 ? 10 : 12);
+         comm.all_reduce(std::span<int>(v));
+       },
+       "of 10 int32 elements"},
+      {"different dtypes of the same size",
+       [](tutti::communicator& comm) {
+         std::vector<float> f(8);
+         std::vector<int> i(8);
+         if (comm.rank() == 0) {
+           comm.all_reduce(std::span<float>(f));
+         } else {
+           comm.all_reduce(std::span<int>(i));
+         }
+       },
+       "int32"},
+      {"different roots",
+       [](tutti::communicator& comm) {
+         std::vector<int> v(100, comm.rank());
+         comm.broadcast(std::span<int>(v), comm.rank() == 0 ? 0 : 1);
+       },
+       "root 1"},
+      {"different ops",
+       [](tutti::communicator& comm) {
+         std::vector<int> v(5, 1);
+         if (comm.rank() == 0) {
+           comm.all_reduce(std::span<int>(v), tutti::max{});
+         } else {
+           comm.all_reduce(std::span<int>(v));
+         }
+       },
+       "with max"},
+  };
+  for (const auto& sc : scenarios) {
+    INFO(sc.what);
+    const auto failures = thread_world(
+        3, "", [&](tutti::communicator& comm) { sc.call(comm); }, true);
+    int mismatches = 0;
+    for (const auto& f : failures) {
+      if (f.find("tutti: mismatch: ") == 0) {
+        ++mismatches;
+        CHECK_THAT(f, Catch::Contains(sc.fragment) && Catch::Contains("but rank"));
+      } else {
+        // A rank whose neighbours agreed with it may instead time out or see
+        // the failure of a peer; it must not succeed with wrong data.
+        CHECK_FALSE(f.empty());
+      }
+    }
+    CHECK(mismatches >= 1);
   }
 }

@@ -17,6 +17,7 @@
 
 #include "../support/ports.hpp"
 #include "../support/subprocess.hpp"
+#include "../support/thread_world.hpp"
 
 using namespace std::chrono_literals;
 using tutti::test::subprocess;
@@ -43,21 +44,12 @@ std::string read_file(const std::filesystem::path& path) {
 template <class Check>
 void with_thread_world(int size, Check check, std::shared_ptr<tutti::store> shared = nullptr) {
   if (!shared) shared = std::make_shared<tutti::memory_store>();
-  std::vector<std::thread> threads;
-  std::vector<std::string> failures(static_cast<std::size_t>(size));
-  for (int r = 0; r < size; ++r) {
-    threads.emplace_back([&, r] {
-      try {
-        tutti::options config;
-        config.timeout = 10s;
-        const tutti::communicator comm(shared, r, size, config);
-        check(comm);
-      } catch (const std::exception& e) {
-        failures[static_cast<std::size_t>(r)] = e.what();
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
+  const auto failures = tutti::test::run_threads(size, [&](int r) {
+    tutti::options config;
+    config.timeout = 10s;
+    const tutti::communicator comm(shared, r, size, config);
+    check(comm);
+  });
   for (const auto& f : failures) CHECK(f == std::string{});
 }
 

@@ -15,22 +15,19 @@
 
 #include <tutti/bootstrap/memory_store.hpp>
 
+#include "../support/patterns.hpp"
+#include "../support/thread_world.hpp"
 #include "../support/transport_world.hpp"
 
 using namespace std::chrono_literals;
+using tutti::test::check_all_passed;
 using tutti::transport::inproc_transport;
 
 namespace {
 
 // Deterministic content: a message's bytes depend on sender, receiver, index.
-std::vector<std::uint8_t> pattern(int from, int to, std::size_t index, std::size_t bytes) {
-  std::vector<std::uint8_t> out(bytes);
-  std::uint32_t x = static_cast<std::uint32_t>(from * 7919 + to * 104729) + static_cast<std::uint32_t>(index) * 31u;
-  for (auto& b : out) {
-    x = x * 1664525u + 1013904223u;
-    b = static_cast<std::uint8_t>(x >> 24);
-  }
-  return out;
+std::vector<std::byte> pattern(int from, int to, std::size_t index, std::size_t bytes) {
+  return tutti::test::pattern(bytes, tutti::test::seed_of(from, to, index));
 }
 
 tutti::transport::clock::time_point soon(std::chrono::milliseconds in = 10s) {
@@ -42,29 +39,12 @@ tutti::transport::clock::time_point soon(std::chrono::milliseconds in = 10s) {
 template <class Body>
 std::vector<std::string> run_threads(int size, Body body) {
   auto shared = std::make_shared<tutti::memory_store>();
-  std::vector<std::string> failures(static_cast<std::size_t>(size));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < size; ++r) {
-    threads.emplace_back([&, r] {
-      try {
-        tutti::options config;
-        config.timeout = 10s;
-        auto t = tutti::test::open_transport<inproc_transport>(shared, r, size, config);
-        body(r, *t);
-      } catch (const std::exception& e) {
-        failures[static_cast<std::size_t>(r)] = e.what();
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  return failures;
-}
-
-void check_all_passed(const std::vector<std::string>& failures) {
-  for (std::size_t r = 0; r < failures.size(); ++r) {
-    INFO("rank " << r);
-    CHECK(failures[r].empty());
-  }
+  return tutti::test::run_threads(size, [&](int r) {
+    tutti::options config;
+    config.timeout = 10s;
+    auto t = tutti::test::open_transport<inproc_transport>(shared, r, size, config);
+    body(r, *t);
+  });
 }
 
 }  // namespace
@@ -75,7 +55,7 @@ TEST_CASE("inproc ping-pong from 0 B to 64 MiB keeps content", "[transport][inpr
     for (std::size_t bytes : {std::size_t{0}, std::size_t{1}, std::size_t{8}, std::size_t{4095}, std::size_t{65536},
                               std::size_t{1} << 20, std::size_t{64} << 20}) {
       const auto out = pattern(rank, 1 - rank, bytes, bytes);
-      std::vector<std::uint8_t> in(bytes);
+      std::vector<std::byte> in(bytes);
       if (rank == 0) {
         tutti::transport::wait_sent(t, c, c.post_send(out.data(), bytes), soon());
         tutti::transport::wait_received(t, c, c.post_recv(in.data(), bytes), soon());
@@ -91,7 +71,7 @@ TEST_CASE("inproc ping-pong from 0 B to 64 MiB keeps content", "[transport][inpr
 TEST_CASE("inproc keeps 16 messages in flight in order", "[transport][inproc]") {
   check_all_passed(run_threads(2, [](int rank, inproc_transport& t) {
     auto& c = t.to(1 - rank);
-    std::vector<std::vector<std::uint8_t>> out, in;
+    std::vector<std::vector<std::byte>> out, in;
     for (std::size_t i = 0; i < 16; ++i) {
       out.push_back(pattern(rank, 1 - rank, i, 1000 + i * 37));
       in.emplace_back(1000 + i * 37);
@@ -111,8 +91,8 @@ TEST_CASE("inproc full mesh of 8 threads including self channels", "[transport][
   constexpr int size = 8;
   auto shared = std::make_shared<tutti::memory_store>();
   check_all_passed(run_threads(size, [](int rank, inproc_transport& t) {
-    std::vector<std::vector<std::uint8_t>> in(size);
-    std::vector<std::vector<std::uint8_t>> out(size);
+    std::vector<std::vector<std::byte>> in(size);
+    std::vector<std::vector<std::byte>> out(size);
     std::vector<std::uint64_t> sends(size), recvs(size);
     for (int peer = 0; peer < size; ++peer) {
       if (peer == rank) continue;

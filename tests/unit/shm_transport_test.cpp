@@ -30,7 +30,9 @@
 #include <tutti/bootstrap/tcp_store.hpp>
 #include <tutti/transport/wait.hpp>
 
+#include "../support/patterns.hpp"
 #include "../support/subprocess.hpp"
+#include "../support/thread_world.hpp"
 #include "../support/transport_world.hpp"
 
 // Allocations made by each thread, so a test can show that a warm
@@ -75,6 +77,7 @@ void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
 
 using namespace std::chrono_literals;
 using steady = tutti::transport::clock;
+using tutti::test::seed_of;
 using tutti::transport::shm_transport;
 
 namespace {
@@ -89,46 +92,22 @@ const std::vector<std::size_t> sizes = {0,      1,      15,     40,     41,     
                                         4073,   8144,   8145,   32767,  32768,  32769,   65536,   100000,  131073,
                                         260608, 260609, 524287, 524288, 524289, MiB + 3, 4 * MiB, 64 * MiB};
 
-// A message's bytes, a function of (seed, position), stored as words so that
-// filling and checking 64 MiB stays fast in a debug build.
+// A message holding the pattern of a seed (see patterns.hpp).
 class message {
  public:
-  explicit message(std::size_t bytes) : words_((bytes + 7) / 8), bytes_(bytes) {}
+  explicit message(std::size_t bytes) : bytes_(bytes) {}
 
-  [[nodiscard]] std::byte* data() { return reinterpret_cast<std::byte*>(words_.data()); }
-  [[nodiscard]] std::size_t size() const { return bytes_; }
+  [[nodiscard]] std::byte* data() { return bytes_.data(); }
+  [[nodiscard]] std::size_t size() const { return bytes_.size(); }
 
-  void fill(std::uint64_t seed) {
-    for (std::size_t i = 0; i < words_.size(); ++i) words_[i] = word(seed, i);
-  }
+  void fill(std::uint64_t seed) { tutti::test::fill_pattern(bytes_, seed); }
 
   // Whether the bytes are those fill(seed) writes.
-  [[nodiscard]] bool holds(std::uint64_t seed) const {
-    const std::size_t full = bytes_ / 8;
-    for (std::size_t i = 0; i < full; ++i) {
-      if (words_[i] != word(seed, i)) return false;
-    }
-    if (full == words_.size()) return true;
-    const std::uint64_t expected = word(seed, full);
-    return std::memcmp(&words_[full], &expected, bytes_ % 8) == 0;
-  }
+  [[nodiscard]] bool holds(std::uint64_t seed) const { return tutti::test::pattern_mismatch(bytes_, seed).empty(); }
 
  private:
-  static std::uint64_t word(std::uint64_t seed, std::size_t i) {
-    std::uint64_t x = seed * 0x9E3779B97F4A7C15ULL + i;
-    x ^= x >> 31U;
-    x *= 0xBF58476D1CE4E5B9ULL;
-    return x ^ (x >> 29U);
-  }
-
-  std::vector<std::uint64_t> words_;
-  std::size_t bytes_;
+  std::vector<std::byte> bytes_;
 };
-
-std::uint64_t seed_of(int from, int to, int index) {
-  return static_cast<std::uint64_t>(from) << 40U ^ static_cast<std::uint64_t>(to) << 24U ^
-         static_cast<std::uint64_t>(index);
-}
 
 steady::time_point in(std::chrono::milliseconds ms) { return steady::now() + ms; }
 
@@ -158,7 +137,7 @@ std::string exchange(shm_transport& t, int rank, const std::vector<int>& peers, 
   for (int i = 0; i < count; ++i) {
     for (const int peer : peers) {
       auto out = std::make_unique<message>(size_of(rank, peer, i));
-      out->fill(seed_of(rank, peer, i));
+      out->fill(seed_of(rank, peer, static_cast<std::size_t>(i)));
       auto back = std::make_unique<message>(size_of(peer, rank, i));
       auto& c = t.to(peer);
       const auto r = c.post_recv(back->data(), back->size());
@@ -170,7 +149,7 @@ std::string exchange(shm_transport& t, int rank, const std::vector<int>& peers, 
   const auto deadline = in(60s);
   for (auto& r : recvs) {
     tutti::transport::wait_received(t, t.to(r.peer), r.ticket, deadline);
-    if (!r.data->holds(seed_of(r.peer, rank, r.index))) {
+    if (!r.data->holds(seed_of(r.peer, rank, static_cast<std::size_t>(r.index)))) {
       return tutti::detail::concat("rank ", rank, ": message ", r.index, " from rank ", r.peer, " (", r.data->size(),
                                    " bytes) is corrupt");
     }
@@ -184,9 +163,8 @@ std::string exchange(shm_transport& t, int rank, const std::vector<int>& peers, 
 std::string ping_pong(shm_transport& t, int rank, const std::vector<std::size_t>& list) {
   const int peer = 1 - rank;
   for (std::size_t i = 0; i < list.size(); ++i) {
-    const int index = static_cast<int>(i);
     message out(list[i]);
-    out.fill(seed_of(rank, peer, index));
+    out.fill(seed_of(rank, peer, i));
     message back(list[i]);
     if (rank == 0) {
       send_wait(t, peer, out);
@@ -195,7 +173,7 @@ std::string ping_pong(shm_transport& t, int rank, const std::vector<std::size_t>
       recv_wait(t, peer, back);
       send_wait(t, peer, out);
     }
-    if (!back.holds(seed_of(peer, rank, index))) {
+    if (!back.holds(seed_of(peer, rank, i))) {
       return tutti::detail::concat("rank ", rank, ": ping-pong of ", list[i], " bytes delivered corrupt data");
     }
   }
@@ -215,22 +193,12 @@ std::string streaming(shm_transport& t, int rank) {
 std::vector<std::string> thread_world(int size, const std::function<void(int, shm_transport&)>& body,
                                       std::chrono::milliseconds timeout = 10s) {
   auto shared = std::make_shared<tutti::memory_store>();
-  std::vector<std::string> failures(static_cast<std::size_t>(size));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < size; ++r) {
-    threads.emplace_back([&, r] {
-      try {
-        tutti::options config;
-        config.timeout = timeout;
-        auto t = tutti::test::open_transport<shm_transport>(shared, r, size, config);
-        body(r, *t);
-      } catch (const std::exception& e) {
-        failures[static_cast<std::size_t>(r)] = e.what();
-      }
-    });
-  }
-  for (auto& thread : threads) thread.join();
-  return failures;
+  return tutti::test::run_threads(size, [&](int r) {
+    tutti::options config;
+    config.timeout = timeout;
+    auto t = tutti::test::open_transport<shm_transport>(shared, r, size, config);
+    body(r, *t);
+  });
 }
 
 void check_passed(const std::vector<std::string>& failures) {

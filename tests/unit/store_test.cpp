@@ -15,22 +15,12 @@
 #include <thread>
 #include <vector>
 
+#include "../support/error_matchers.hpp"
 #include "../support/subprocess.hpp"
 
 using namespace std::chrono_literals;
 
 namespace {
-
-bool is_error(const tutti::error& e, tutti::errc code, std::string_view fragment) {
-  return e.code() == code && e.message().find(fragment) != std::string::npos;
-}
-
-#define CHECK_TUTTI_ERROR(expr, code, fragment)                               \
-  CHECK_THROWS_MATCHES(                                                       \
-      expr, tutti::error,                                                     \
-      Catch::Matchers::Predicate<tutti::error>(                               \
-          [&](const tutti::error& e) { return is_error(e, code, fragment); }, \
-          std::string("tutti::error ") + std::string(tutti::to_string(code)) + " containing '" + fragment + "'"))
 
 struct memory_fixture {
   std::shared_ptr<tutti::memory_store> shared = std::make_shared<tutti::memory_store>();

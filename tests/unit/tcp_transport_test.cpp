@@ -33,10 +33,17 @@
 #include <tutti/bootstrap/memory_store.hpp>
 #include <tutti/bootstrap/tcp_store.hpp>
 
+#include "../support/error_matchers.hpp"
+#include "../support/patterns.hpp"
 #include "../support/subprocess.hpp"
+#include "../support/thread_world.hpp"
 #include "../support/transport_world.hpp"
 
 using namespace std::chrono_literals;
+using tutti::test::check_all_passed;
+using tutti::test::is_error;
+using tutti::test::pattern;
+using tutti::test::seed_of;
 using tutti::transport::tcp_transport;
 
 namespace {
@@ -55,65 +62,6 @@ tutti::detail::env_lookup env_with_ifname(std::optional<std::string> ifname) {
   };
 }
 
-bool is_error(const tutti::error& e, tutti::errc code, std::string_view fragment) {
-  return e.code() == code && e.message().find(fragment) != std::string::npos;
-}
-
-#define CHECK_TUTTI_ERROR(expr, code, fragment)                               \
-  CHECK_THROWS_MATCHES(                                                       \
-      expr, tutti::error,                                                     \
-      Catch::Matchers::Predicate<tutti::error>(                               \
-          [&](const tutti::error& e) { return is_error(e, code, fragment); }, \
-          std::string("tutti::error ") + std::string(tutti::to_string(code)) + " containing '" + fragment + "'"))
-
-// Deterministic content, a word at a time so that 64 MiB stays cheap in a
-// sanitized debug build: every message's bytes depend on its seed.
-std::uint64_t word(std::uint64_t seed, std::size_t i) {
-  std::uint64_t x = (seed + 1) * std::uint64_t{0x9E3779B97F4A7C15} + i * std::uint64_t{0xBF58476D1CE4E5B9};
-  return x ^ (x >> 29U);
-}
-
-void fill(std::span<std::byte> out, std::uint64_t seed) {
-  if (out.empty()) return;
-  const std::size_t words = out.size() / 8;
-  for (std::size_t i = 0; i < words; ++i) {
-    const std::uint64_t w = word(seed, i);
-    std::memcpy(out.data() + i * 8, &w, 8);
-  }
-  const std::uint64_t tail = word(seed, words);
-  std::memcpy(out.data() + words * 8, &tail, out.size() - words * 8);
-}
-
-std::vector<std::byte> pattern(std::size_t bytes, std::uint64_t seed) {
-  std::vector<std::byte> out(bytes);
-  fill(out, seed);
-  return out;
-}
-
-std::uint64_t seed_of(int from, int to, std::size_t index) {
-  return static_cast<std::uint64_t>(from) * std::uint64_t{1'000'003} +
-         static_cast<std::uint64_t>(to) * std::uint64_t{10'007} + index;
-}
-
-// Empty when `got` holds pattern(seed); else where it first differs.
-std::string compare(std::span<const std::byte> got, std::uint64_t seed) {
-  constexpr std::size_t words_per_chunk = 8192;
-  std::vector<std::byte> expected(words_per_chunk * 8);
-  for (std::size_t at = 0; at < got.size(); at += expected.size()) {
-    const std::size_t n = std::min(expected.size(), got.size() - at);
-    for (std::size_t i = 0; i < (n + 7) / 8; ++i) {
-      const std::uint64_t w = word(seed, at / 8 + i);
-      std::memcpy(expected.data() + i * 8, &w, 8);
-    }
-    if (std::memcmp(got.data() + at, expected.data(), n) != 0) {
-      for (std::size_t i = 0; i < n; ++i) {
-        if (got[at + i] != expected[i]) return tutti::detail::concat("byte ", at + i, " of ", got.size(), " differs");
-      }
-    }
-  }
-  return {};
-}
-
 tutti::transport::clock::time_point soon(std::chrono::milliseconds in = 20s) {
   return tutti::transport::clock::now() + in;
 }
@@ -129,27 +77,10 @@ tutti::options config_with_timeout(std::chrono::milliseconds timeout) {
 std::vector<std::string> run_threads(int size, const std::function<void(int, tcp_transport&)>& body,
                                      std::chrono::milliseconds timeout = 20s) {
   auto shared = std::make_shared<tutti::memory_store>();
-  std::vector<std::string> failures(static_cast<std::size_t>(size));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < size; ++r) {
-    threads.emplace_back([&, r] {
-      try {
-        auto t = tutti::test::open_transport<tcp_transport>(shared, r, size, config_with_timeout(timeout));
-        body(r, *t);
-      } catch (const std::exception& e) {
-        failures[static_cast<std::size_t>(r)] = e.what();
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  return failures;
-}
-
-void check_all_passed(const std::vector<std::string>& failures) {
-  for (std::size_t r = 0; r < failures.size(); ++r) {
-    INFO("rank " << r);
-    CHECK(failures[r].empty());
-  }
+  return tutti::test::run_threads(size, [&](int r) {
+    auto t = tutti::test::open_transport<tcp_transport>(shared, r, size, config_with_timeout(timeout));
+    body(r, *t);
+  });
 }
 
 void require(bool condition, const std::string& what) {
@@ -201,7 +132,7 @@ void full_mesh(int rank, int size, tutti::transport::transport& t) {
       const auto slot = static_cast<std::size_t>(i++);
       tutti::transport::wait_sent(t, c, index[slot].first, soon());
       tutti::transport::wait_received(t, c, index[slot].second, soon());
-      const auto bad = compare(in[slot], seed_of(peer, rank, round));
+      const auto bad = tutti::test::pattern_mismatch(in[slot], seed_of(peer, rank, round));
       require(bad.empty(), tutti::detail::concat("rank ", rank, " round ", round, " from rank ", peer, ": ", bad));
     }
   }
@@ -283,7 +214,7 @@ TEST_CASE("tcp ping-pong from 0 B to 64 MiB keeps content", "[transport][tcp]") 
         tutti::transport::wait_received(t, c, c.post_recv(in.data(), bytes), soon());
         tutti::transport::wait_sent(t, c, c.post_send(out.data(), bytes), soon());
       }
-      const auto bad = compare(in, seed_of(1 - rank, rank, round));
+      const auto bad = tutti::test::pattern_mismatch(in, seed_of(1 - rank, rank, round));
       require(bad.empty(), tutti::detail::concat(bytes, " bytes: ", bad));
       ++round;
     }
@@ -310,7 +241,7 @@ TEST_CASE("tcp streaming from 0 B to 64 MiB with everything posted at once", "[t
     } else {
       tutti::transport::wait_received(t, c, last, soon());
       for (std::size_t i = 0; i < sizes.size(); ++i) {
-        const auto bad = compare(buffers[i], seed_of(0, 1, i));
+        const auto bad = tutti::test::pattern_mismatch(buffers[i], seed_of(0, 1, i));
         require(bad.empty(), tutti::detail::concat("message ", i, ": ", bad));
       }
       const std::byte ack{1};
@@ -358,7 +289,7 @@ TEST_CASE("tcp 16 messages in flight per peer arrive in order and intact", "[tra
       }
       for (std::size_t k = 0; k < in.size(); ++k) {
         const auto index = static_cast<std::size_t>(repeat) * depth + k % depth;
-        const auto bad = compare(in[k], seed_of(peer_of[k], rank, index));
+        const auto bad = tutti::test::pattern_mismatch(in[k], seed_of(peer_of[k], rank, index));
         require(bad.empty(), tutti::detail::concat("message ", index, " from rank ", peer_of[k], ": ", bad));
       }
     }
@@ -391,7 +322,7 @@ TEST_CASE("tcp a large message in progress does not hold up other channels", "[t
       std::vector<std::byte> in(big);
       auto& from0 = t.to(0);
       tutti::transport::wait_received(t, from0, from0.post_recv(in.data(), in.size()), soon());
-      require(compare(in, 99).empty(), "the large message is corrupt");
+      require(tutti::test::pattern_mismatch(in, 99).empty(), "the large message is corrupt");
     }
   }));
 }
@@ -450,7 +381,8 @@ TEST_CASE("tcp a receive of the wrong size is a mismatch naming both sizes", "[t
         const auto s = c.post_send(out.data(), out.size());
         tutti::transport::wait_received(t, c, c.post_recv(got.data(), got.size()), soon());
         tutti::transport::wait_sent(t, c, s, soon());
-        require(compare(got, seed_of(3 - rank, rank, 0)).empty(), "traffic after a mismatch is corrupt");
+        require(tutti::test::pattern_mismatch(got, seed_of(3 - rank, rank, 0)).empty(),
+                "traffic after a mismatch is corrupt");
       }
     }));
   }
@@ -517,7 +449,7 @@ TUTTI_TEST_WORKER(tcp_victim_world) {
       const auto s = other.post_send(message.data(), message.size());
       tutti::transport::wait_received(*t, other, other.post_recv(got.data(), got.size()), soon());
       tutti::transport::wait_sent(*t, other, s, soon());
-      require(compare(got, seed_of(peer, rank, 1)).empty(), "corrupt data between survivors");
+      require(tutti::test::pattern_mismatch(got, seed_of(peer, rank, 1)).empty(), "corrupt data between survivors");
     }
   });
 }
@@ -644,7 +576,7 @@ TEST_CASE("tcp a stray connection is rejected and the transport keeps working", 
           const auto s = c.post_send(out.data(), out.size());
           tutti::transport::wait_received(t, c, c.post_recv(in.data(), in.size()), soon());
           tutti::transport::wait_sent(t, c, s, soon());
-          require(compare(in, seed_of(1 - r, r, i)).empty(), "corrupt message");
+          require(tutti::test::pattern_mismatch(in, seed_of(1 - r, r, i)).empty(), "corrupt message");
         }
       } catch (const std::exception& e) {
         failures[r] = e.what();

@@ -28,6 +28,7 @@
 
 #include <tutti/algorithm/schedule.hpp>
 #include <tutti/error.hpp>
+#include <tutti/runtime/call_check.hpp>
 #include <tutti/runtime/reduce_kernel.hpp>
 #include <tutti/transport/transport.hpp>
 #include <tutti/transport/wait.hpp>
@@ -50,13 +51,21 @@ class executor {
  public:
   // Runs `s` to completion or throws. `reduce` may be null when the schedule
   // has no reduce step. `collective` and `rank` are for error messages.
+  // With `check` (TUTTI_CHECK), every message carries the call's header
+  // (runtime/call_check.hpp) and the ring neighbours compare calls first.
   void run(const algorithm::schedule& s, const buffers& b, std::span<const route> routes,
            const detail::reduction* reduce, transport::clock::time_point deadline, std::string_view collective,
-           int rank) {
+           int rank, const call_signature* check = nullptr) {
     try {
+      check_ = check;
+      rank_ = rank;
+      if (check_ != nullptr) compare_with_neighbours(routes, deadline);
       start(s, routes);
       drive(s, b, routes, reduce, deadline, collective);
     } catch (const error& e) {
+      // The caller may free its buffers once this throws: no channel may keep
+      // using them, so every channel with operations in flight gives up.
+      abandon_in_flight(routes, e.what());
       blame where = e.where();
       where.rank = rank;
       where.collective = std::string(collective);
@@ -68,13 +77,16 @@ class executor {
 
  private:
   static constexpr std::uint32_t no_step = 0xffff'ffffu;
-  enum class state : std::uint8_t { waiting, posted, done };
+  // header_posted: a checked receive whose header is in flight and whose data
+  // receive is not posted yet.
+  enum class state : std::uint8_t { waiting, header_posted, posted, done };
 
   // Per run: dependency counts, dependents (CSR), the previous step on the
   // same channel and direction, and which steps are in flight.
   void start(const algorithm::schedule& s, std::span<const route> routes) {
     const auto n = s.steps.size();
     pending_.assign(n, 0);
+    if (check_ != nullptr) headers_.resize(n);
     states_.assign(n, state::waiting);
     posted_index_.assign(n, 0);
     previous_on_channel_.assign(n, no_step);
@@ -124,8 +136,10 @@ class executor {
     if (pending_[i] != 0 || states_[i] != state::waiting) return false;
     const auto kind = s.steps[i].kind;
     if (kind != algorithm::step_kind::send && kind != algorithm::step_kind::recv) return true;
+    // Posts on one channel keep program order, headers included: the next
+    // step goes out only once this one's data is posted.
     const auto previous = previous_on_channel_[i];
-    return previous == no_step || states_[previous] != state::waiting;
+    return previous == no_step || states_[previous] == state::posted || states_[previous] == state::done;
   }
 
   [[nodiscard]] static std::byte* address(const buffers& b, algorithm::region r) {
@@ -145,6 +159,9 @@ class executor {
       while (!ready_.empty()) {
         const auto i = ready_.back();
         ready_.pop_back();
+        // A step can be queued twice (its last dependency and its channel
+        // predecessor may release it in the same round): issue it once.
+        if (states_[i] != state::waiting) continue;
         issue(s, b, routes, reduce, i);
         moved = true;
       }
@@ -158,6 +175,14 @@ class executor {
         channel.check_usable();
         const bool finished = st.kind == algorithm::step_kind::send ? channel.sends_done() > posted_index_[i]
                                                                     : channel.recvs_done() > posted_index_[i];
+        if (finished && states_[i] == state::header_posted) {
+          // Check mode: the header is in; compare it, then take the data.
+          check_header(headers_[i], *check_, st.bytes, rank_, st.peer);
+          post_data(s, b, channel, i);
+          moved = true;
+          ++k;
+          continue;
+        }
         if (finished) {
           in_flight_[k] = in_flight_.back();
           in_flight_.pop_back();
@@ -184,12 +209,17 @@ class executor {
       case algorithm::step_kind::send:
       case algorithm::step_kind::recv: {
         auto& channel = *routes[static_cast<std::size_t>(st.peer)].channel;
-        posted_index_[i] = st.kind == algorithm::step_kind::send ? channel.post_send(address(b, st.src), st.bytes)
-                                                                 : channel.post_recv(address(b, st.dst), st.bytes);
-        states_[i] = state::posted;
         in_flight_.push_back(i);
-        // The next step on this channel may now be issuable.
-        if (const auto next = next_on_channel_[i]; next != no_step && issuable(s, next)) ready_.push_back(next);
+        if (check_ == nullptr) {
+          post_data(s, b, channel, i);
+        } else if (st.kind == algorithm::step_kind::send) {
+          headers_[i] = message_header::of(*check_, st.bytes);
+          channel.post_send(&headers_[i], sizeof(message_header));
+          post_data(s, b, channel, i);
+        } else {
+          posted_index_[i] = channel.post_recv(&headers_[i], sizeof(message_header));
+          states_[i] = state::header_posted;
+        }
         break;
       }
       case algorithm::step_kind::copy:
@@ -203,6 +233,40 @@ class executor {
         break;
     }
     current_step_ = no_step;
+  }
+
+  // Every channel with operations still pending belongs to this collective
+  // (earlier ones completed), so those are the ones to abandon.
+  static void abandon_in_flight(std::span<const route> routes, const char* why) {
+    for (const auto& r : routes) {
+      if (r.channel != nullptr && !r.channel->idle()) r.channel->abandon(why);
+    }
+  }
+
+  void post_data(const algorithm::schedule& s, const buffers& b, transport::channel& channel, std::uint32_t i) {
+    const auto& st = s.steps[i];
+    posted_index_[i] = st.kind == algorithm::step_kind::send ? channel.post_send(address(b, st.src), st.bytes)
+                                                             : channel.post_recv(address(b, st.dst), st.bytes);
+    states_[i] = state::posted;
+    // The next step on this channel may now be issuable.
+    if (const auto next = next_on_channel_[i]; next != no_step && issuable(s, next)) ready_.push_back(next);
+  }
+
+  // Check mode: each rank sends its call to the next rank and compares the
+  // previous rank's with its own, so disagreeing ranks that the schedule
+  // would never connect are still caught (if any two ranks disagree, some
+  // pair of ring neighbours does).
+  void compare_with_neighbours(std::span<const route> routes, transport::clock::time_point deadline) {
+    const int size = static_cast<int>(routes.size());
+    if (size < 2) return;
+    const auto& right = routes[static_cast<std::size_t>((rank_ + 1) % size)];
+    const auto& left = routes[static_cast<std::size_t>((rank_ + size - 1) % size)];
+    ring_headers_[0] = message_header::of(*check_, 0);
+    const auto sent = right.channel->post_send(&ring_headers_[0], sizeof(message_header));
+    const auto received = left.channel->post_recv(&ring_headers_[1], sizeof(message_header));
+    transport::wait_received(*left.via, *left.channel, received, deadline);
+    check_header(ring_headers_[1], *check_, 0, rank_, (rank_ + size - 1) % size);
+    transport::wait_sent(*right.via, *right.channel, sent, deadline);
   }
 
   void complete(const algorithm::schedule& s, std::uint32_t i) {
@@ -259,6 +323,10 @@ class executor {
   std::vector<std::uint32_t> ready_;
   std::vector<std::uint32_t> in_flight_;
   std::vector<transport::transport*> transports_;
+  std::vector<message_header> headers_;
+  message_header ring_headers_[2];
+  const call_signature* check_ = nullptr;
+  int rank_ = 0;
   std::size_t remaining_ = 0;
   std::uint32_t current_step_ = no_step;
 };

@@ -109,16 +109,7 @@ class inproc_channel final : public channel {
   inproc_channel(int peer, std::shared_ptr<lane> outgoing, std::shared_ptr<lane> incoming)
       : channel(peer), out_(std::move(outgoing)), in_(std::move(incoming)) {}
 
-  ~inproc_channel() override {
-    for (const auto& l : {out_, in_}) {
-      {
-        const std::scoped_lock lock(l->mutex);
-        l->closed = true;
-      }
-      l->sender_bell->ring();
-      l->receiver_bell->ring();
-    }
-  }
+  ~inproc_channel() override { close_lanes(); }
 
   void progress() {
     if (failed()) return;
@@ -142,11 +133,30 @@ class inproc_channel final : public channel {
 
   void enqueue_recv(void* data, std::size_t bytes) override { recvs_.push_back({data, bytes}); }
 
+  void on_abandon() override {
+    recvs_.clear();
+    close_lanes();
+  }
+
  private:
   struct pending_recv {
     void* data;
     std::size_t bytes;
   };
+
+  // Withdraws the sends the peer has not consumed (their buffers may be freed
+  // once we return) and tells the peer this end is gone.
+  void close_lanes() {
+    for (const auto& l : {out_, in_}) {
+      {
+        const std::scoped_lock lock(l->mutex);
+        if (l == out_) l->queue.clear();
+        l->closed = true;
+      }
+      l->sender_bell->ring();
+      l->receiver_bell->ring();
+    }
+  }
 
   void receive_available() {
     bool consumed_any = false;

@@ -671,6 +671,8 @@ class tcp_transport final : public transport {
                                  code == ECONNRESET || code == EPIPE ? " (the peer exited or was killed?)" : ""));
     }
 
+    void on_abandon() override { fail(errc::aborted, "abandoned after an error"); }
+
     // Ends the channel: the socket is closed and queued operations dropped,
     // so no byte moves into or out of a user buffer from here on.
     void fail(errc code, const std::string& message) {

@@ -72,6 +72,16 @@ class channel {
   [[nodiscard]] bool idle() const noexcept { return sends_done_ == sends_posted_ && recvs_done_ == recvs_posted_; }
 
   [[nodiscard]] bool failed() const noexcept { return failure_ != nullptr; }
+
+  // Gives up every operation in flight, as after an error elsewhere in the
+  // same collective: the channel fails with errc::aborted and from here on no
+  // byte moves into or out of a buffer posted on it, so the caller may free
+  // its buffers. The peer sees its pending operations fail.
+  void abandon(const std::string& why) {
+    if (failed()) return;
+    fail_with(errc::aborted, why);
+    on_abandon();
+  }
   // Throws the error that ended this channel, if any.
   void check_usable() const {
     if (failure_) std::rethrow_exception(failure_);
@@ -80,6 +90,9 @@ class channel {
  protected:
   virtual void enqueue_send(const void* data, std::size_t bytes) = 0;
   virtual void enqueue_recv(void* data, std::size_t bytes) = 0;
+  // Withdraws what abandon() must: queued operations, references to posted
+  // buffers. The failure is already recorded when it is called.
+  virtual void on_abandon() {}
 
   void complete_sends(std::uint64_t count = 1) noexcept { sends_done_ += count; }
   void complete_recvs(std::uint64_t count = 1) noexcept { recvs_done_ += count; }

@@ -86,8 +86,8 @@ static_assert(sizeof(message_header) == 40);
 
 // Compares what `peer` sent with what this rank expects; throws mismatch
 // naming both ranks and both calls.
-inline void check_header(const message_header& got, const call_signature& mine, std::uint64_t expected_bytes,
-                         int rank, int peer) {
+inline void check_header(const message_header& got, const call_signature& mine, std::uint64_t expected_bytes, int rank,
+                         int peer) {
   if (got.magic != message_header::expected_magic ||
       got.kind > static_cast<std::uint8_t>(algorithm::collective::barrier)) {
     detail::fail(errc::mismatch, "rank ", peer, " sent data where rank ", rank, " expected the check header of ",

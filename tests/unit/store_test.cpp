@@ -132,7 +132,7 @@ TEMPLATE_TEST_CASE("store contract", "[store]", memory_fixture, tcp_fixture, fil
         auto& mine = *clients[static_cast<std::size_t>(t)];
         for (int i = 0; i < increments; ++i) {
           seen[static_cast<std::size_t>(t)].push_back(mine.add("counter", 1));
-          mine.set("t" + std::to_string(t) + "/" + std::to_string(i % 7), std::to_string(i));
+          mine.set(tutti::detail::concat("t", t, "/", i % 7), std::to_string(i));
         }
         mine.compare_set("winner", "", std::to_string(t));
       });

@@ -15,7 +15,10 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -38,7 +41,9 @@
 #include <tutti/error.hpp>
 #include <tutti/ops.hpp>
 #include <tutti/options.hpp>
-#include <tutti/runtime/executor.hpp>
+#include <tutti/p2p.hpp>
+#include <tutti/request.hpp>
+#include <tutti/runtime/operation_queue.hpp>
 #include <tutti/runtime/reduce_kernel.hpp>
 #include <tutti/transport/inproc.hpp>
 #include <tutti/transport/shm.hpp>
@@ -107,85 +112,122 @@ class communicator {
   // sizes, in the same order. Arguments are checked against the collective's
   // buffer layout (algorithm/collective.hpp) before any byte moves; a wrong
   // size, root or overlap is errc::invalid_argument naming it.
+  //
+  // Each has an *_async form that queues it and returns a tutti::request
+  // (request.hpp): operations run in issue order, the blocking form being the
+  // async one waited on. Buffers must stay valid until the request is done.
 
   // out[i] = op over all ranks of in[i]. `in` and `out` may be the same span.
   template <element T, class Op = sum>
   void all_reduce(std::span<const T> in, std::span<T> out, const Op& op = {}) {
-    reducing(args_for<T>(algorithm::collective::all_reduce, in.size()), in, out, op, overlap_rule::same_allowed);
+    execute(all_reduce_op(in, out, op));
   }
   template <element T, class Op = sum>
   void all_reduce(std::span<T> inout, const Op& op = {}) {
-    all_reduce(std::span<const T>(inout), inout, op);
+    execute(all_reduce_op(std::span<const T>(inout), inout, op));
+  }
+  template <element T, class Op = sum>
+  [[nodiscard]] request all_reduce_async(std::span<const T> in, std::span<T> out, const Op& op = {}) {
+    return submit(all_reduce_op(in, out, op));
+  }
+  template <element T, class Op = sum>
+  [[nodiscard]] request all_reduce_async(std::span<T> inout, const Op& op = {}) {
+    return submit(all_reduce_op(std::span<const T>(inout), inout, op));
   }
 
   // Root's out[i] = op over all ranks of in[i]; `out` matters at root only
   // (other ranks may pass an empty span).
   template <element T, class Op = sum>
   void reduce(std::span<const T> in, std::span<T> out, int root, const Op& op = {}) {
-    auto args = args_for<T>(algorithm::collective::reduce, in.size(), root);
-    if (rank() != root) out = out.first(0);
-    reducing(std::move(args), in, out, op, overlap_rule::same_allowed);
+    execute(reduce_op(in, out, root, op));
+  }
+  template <element T, class Op = sum>
+  [[nodiscard]] request reduce_async(std::span<const T> in, std::span<T> out, int root, const Op& op = {}) {
+    return submit(reduce_op(in, out, root, op));
   }
 
   // Copies root's `buffer` into every rank's `buffer`.
   template <element T>
   void broadcast(std::span<T> buffer, int root) {
-    moving(args_for<T>(algorithm::collective::broadcast, buffer.size(), root), std::span<const T>(), buffer);
+    execute(broadcast_op(buffer, root));
+  }
+  template <element T>
+  [[nodiscard]] request broadcast_async(std::span<T> buffer, int root) {
+    return submit(broadcast_op(buffer, root));
   }
 
   // out holds every rank's `in` in rank order: out.size() == in.size() * size().
   template <element T>
   void all_gather(std::span<const T> in, std::span<T> out) {
-    moving(args_for<T>(algorithm::collective::all_gather, in.size()), in, out);
+    execute(all_gather_op(in, out));
+  }
+  template <element T>
+  [[nodiscard]] request all_gather_async(std::span<const T> in, std::span<T> out) {
+    return submit(all_gather_op(in, out));
   }
 
   // Like all_gather, with counts[r] elements from rank r.
   template <element T>
   void all_gather_v(std::span<const T> in, std::span<T> out, std::span<const std::size_t> counts) {
-    auto args = args_for<T>(algorithm::collective::all_gather_v, 0);
-    args.counts.assign(counts.begin(), counts.end());
-    moving(std::move(args), in, out);
+    execute(all_gather_v_op(in, out, counts));
+  }
+  template <element T>
+  [[nodiscard]] request all_gather_v_async(std::span<const T> in, std::span<T> out,
+                                           std::span<const std::size_t> counts) {
+    return submit(all_gather_v_op(in, out, counts));
   }
 
   // Rank r's out is the reduction over all ranks of block r of `in`:
   // in.size() == out.size() * size().
   template <element T, class Op = sum>
   void reduce_scatter(std::span<const T> in, std::span<T> out, const Op& op = {}) {
-    reducing(args_for<T>(algorithm::collective::reduce_scatter, out.size()), in, out, op, overlap_rule::disjoint);
+    execute(reduce_scatter_op(in, out, op));
+  }
+  template <element T, class Op = sum>
+  [[nodiscard]] request reduce_scatter_async(std::span<const T> in, std::span<T> out, const Op& op = {}) {
+    return submit(reduce_scatter_op(in, out, op));
   }
 
   // Like reduce_scatter, with block r of counts[r] elements.
   template <element T, class Op = sum>
   void reduce_scatter_v(std::span<const T> in, std::span<T> out, std::span<const std::size_t> counts,
                         const Op& op = {}) {
-    auto args = args_for<T>(algorithm::collective::reduce_scatter_v, 0);
-    args.counts.assign(counts.begin(), counts.end());
-    reducing(std::move(args), in, out, op, overlap_rule::disjoint);
+    execute(reduce_scatter_v_op(in, out, counts, op));
+  }
+  template <element T, class Op = sum>
+  [[nodiscard]] request reduce_scatter_v_async(std::span<const T> in, std::span<T> out,
+                                               std::span<const std::size_t> counts, const Op& op = {}) {
+    return submit(reduce_scatter_v_op(in, out, counts, op));
   }
 
   // Root's out holds every rank's `in` in rank order (out matters at root only).
   template <element T>
   void gather(std::span<const T> in, std::span<T> out, int root) {
-    if (rank() != root) out = out.first(0);
-    moving(args_for<T>(algorithm::collective::gather, in.size(), root), in, out);
+    execute(gather_op(in, out, root));
+  }
+  template <element T>
+  [[nodiscard]] request gather_async(std::span<const T> in, std::span<T> out, int root) {
+    return submit(gather_op(in, out, root));
   }
 
   // Rank r's out is block r of root's `in` (in matters at root only).
   template <element T>
   void scatter(std::span<const T> in, std::span<T> out, int root) {
-    if (rank() != root) in = in.first(0);
-    moving(args_for<T>(algorithm::collective::scatter, out.size(), root), in, out);
+    execute(scatter_op(in, out, root));
+  }
+  template <element T>
+  [[nodiscard]] request scatter_async(std::span<const T> in, std::span<T> out, int root) {
+    return submit(scatter_op(in, out, root));
   }
 
   // Block p of `in` goes to rank p; block p of `out` comes from rank p.
   template <element T>
   void all_to_all(std::span<const T> in, std::span<T> out) {
-    const auto ranks = static_cast<std::size_t>(size());
-    if (in.size() % ranks != 0) {
-      detail::fail(errc::invalid_argument, "all_to_all: input has ", in.size(), " elements, not a multiple of ", ranks,
-                   " ranks");
-    }
-    moving(args_for<T>(algorithm::collective::all_to_all, in.size() / ranks), in, out);
+    execute(all_to_all_op(in, out));
+  }
+  template <element T>
+  [[nodiscard]] request all_to_all_async(std::span<const T> in, std::span<T> out) {
+    return submit(all_to_all_op(in, out));
   }
 
   // send_counts[p] elements to rank p, recv_counts[p] from rank p, blocks in
@@ -193,33 +235,94 @@ class communicator {
   template <element T>
   void all_to_all_v(std::span<const T> in, std::span<T> out, std::span<const std::size_t> send_counts,
                     std::span<const std::size_t> recv_counts) {
-    auto args = args_for<T>(algorithm::collective::all_to_all_v, 0);
-    args.counts.assign(send_counts.begin(), send_counts.end());
-    args.recv_counts.assign(recv_counts.begin(), recv_counts.end());
-    moving(std::move(args), in, out);
+    execute(all_to_all_v_op(in, out, send_counts, recv_counts));
+  }
+  template <element T>
+  [[nodiscard]] request all_to_all_v_async(std::span<const T> in, std::span<T> out,
+                                           std::span<const std::size_t> send_counts,
+                                           std::span<const std::size_t> recv_counts) {
+    return submit(all_to_all_v_op(in, out, send_counts, recv_counts));
   }
 
   // Returns once every rank has called barrier().
-  void barrier() {
-    run_collective(args_for<std::byte>(algorithm::collective::barrier, 0), nullptr, 0, nullptr, 0, std::nullopt);
-  }
+  void barrier() { execute(barrier_op()); }
+  [[nodiscard]] request barrier_async() { return submit(barrier_op()); }
 
   // --- Point to point: messages to one peer arrive in order; the receive
   // must have the size of the send.
   template <element T>
   void send(std::span<const T> buffer, int peer) {
-    point_to_point(
-        peer, "send", [&](transport::channel& c) { return c.post_send(buffer.data(), buffer.size_bytes()); }, true);
+    check_rank(peer, "send");
+    run_batch({send_op(buffer, peer)}, "send");
   }
   template <element T>
   void recv(std::span<T> buffer, int peer) {
-    point_to_point(
-        peer, "recv", [&](transport::channel& c) { return c.post_recv(buffer.data(), buffer.size_bytes()); }, false);
+    check_rank(peer, "recv");
+    run_batch({recv_op(buffer, peer)}, "recv");
   }
+
+  // Posts every send and receive of `ops` at once (as a group between
+  // ncclGroupStart and ncclGroupEnd), so pairwise exchanges complete in any
+  // order of their entries. Operations to one peer keep their order.
+  void exchange(std::span<const p2p_op> ops) { run_batch(ops, "exchange"); }
+  void exchange(std::initializer_list<p2p_op> ops) { exchange(std::span<const p2p_op>(ops.begin(), ops.size())); }
+  [[nodiscard]] request exchange_async(std::span<const p2p_op> ops) {
+    runtime::validate_batch(ops, size(), "exchange");
+    runtime::operation op;
+    op.name = "exchange";
+    op.batch.assign(ops.begin(), ops.end());
+    return submit(std::move(op));
+  }
+  [[nodiscard]] request exchange_async(std::initializer_list<p2p_op> ops) {
+    return exchange_async(std::span<const p2p_op>(ops.begin(), ops.size()));
+  }
+
+  // --- New communicators. Both are collective over this communicator and
+  // finish what it has queued first. The new communicator has channels of
+  // its own: its traffic never mixes with this one's, and the two may be
+  // used concurrently from different threads.
+
+  // Color for ranks that want no part in the split (MPI_UNDEFINED).
+  static constexpr int no_color = -1;
+
+  // Ranks passing the same color form a communicator, ordered by key (ties
+  // by rank here). A rank passing no_color gets an empty optional.
+  [[nodiscard]] std::optional<communicator> split(int color, int key) {
+    state& s = *state_;
+    const std::int64_t mine[2] = {color, key};
+    std::vector<std::int64_t> table(2 * static_cast<std::size_t>(s.size));
+    all_gather(std::span<const std::int64_t>(mine), std::span<std::int64_t>(table));
+    // Every rank checks every color, so a bad one fails all ranks alike.
+    std::vector<std::pair<std::int64_t, int>> members;  // (key, rank) of my color
+    for (int r = 0; r < s.size; ++r) {
+      const auto their_color = table[2 * static_cast<std::size_t>(r)];
+      if (their_color < 0 && their_color != no_color) {
+        detail::fail(errc::invalid_argument, "split: rank ", r, " passed color ", their_color,
+                     "; a color is >= 0, or communicator::no_color");
+      }
+      if (their_color == color) members.emplace_back(table[2 * static_cast<std::size_t>(r) + 1], r);
+    }
+    const auto id = s.splits++;
+    if (color == no_color) return std::nullopt;
+    std::sort(members.begin(), members.end());
+    const auto me = std::find(members.begin(), members.end(), std::pair<std::int64_t, int>(key, s.rank));
+    auto child_store = std::make_shared<prefix_store>(s.scoped_store, detail::concat("split/", id, "/", color, "/"));
+    communicator child(s.config, std::move(child_store), static_cast<int>(me - members.begin()),
+                       static_cast<int>(members.size()));
+    child.state_->server = s.server;
+    return child;
+  }
+
+  // A communicator of the same ranks in the same order.
+  [[nodiscard]] communicator dup() { return *split(0, rank()); }
+
+  // Operations queued by *_async calls and not yet done.
+  [[nodiscard]] std::size_t pending() const noexcept { return state_->queue.pending(); }
 
   // The byte-level channel to rank `r` (this rank included), and the
   // transport that carries it: what collectives run on. Chosen at creation
-  // (see options::transport).
+  // (see options::transport). Using a channel directly while operations
+  // are queued would interleave with their messages.
   [[nodiscard]] transport::channel& channel_to(int r) { return transport_to(r).to(r); }
   [[nodiscard]] transport::transport& transport_to(int r) {
     check_rank(r, "transport_to");
@@ -229,7 +332,8 @@ class communicator {
  private:
   struct state {
     // First, so that it is destroyed last: after this rank's own client.
-    std::unique_ptr<tcp_store_server> server;
+    // Shared with the communicators split from this one.
+    std::shared_ptr<tcp_store_server> server;
     int rank = 0;
     int size = 0;
     int local_rank = 0;
@@ -243,10 +347,12 @@ class communicator {
     std::map<algorithm::collective, std::string> forced_algorithms;
     using schedule_key = std::tuple<algorithm::collective, std::size_t, std::size_t, int, std::string,
                                     std::vector<std::size_t>, std::vector<std::size_t>>;
-    std::map<schedule_key, algorithm::schedule> schedules;
-    std::vector<std::byte> scratch;  // grows to the largest schedule's need, then is reused
-    runtime::executor executor;
-    std::uint64_t calls = 0;  // collectives issued, the sequence number in check headers
+    std::map<schedule_key, algorithm::schedule> schedules;  // nodes stay put: queued operations point at them
+    std::uint64_t calls = 0;                                // collectives issued, the sequence number in check headers
+    std::uint64_t splits = 0;           // communicators split from this one, naming their store scope
+    runtime::operation blocking_batch;  // reused by blocking send, recv and exchange: no allocation once warm
+    // Last: pending operations are failed before the channels they use go.
+    runtime::operation_queue queue;
   };
 
   // How long a rank 0 whose bootstrap failed keeps its store up for the
@@ -289,6 +395,7 @@ class communicator {
       ++s.local_size;
     }
     route_peers();
+    s.queue.bind(s.route_table, s.rank, s.config.timeout);
     // Transports may use the store while attaching; a store hosted by rank 0
     // must outlive that, so rank 0 returns only once every rank is done.
     if (s.scoped_store->add("constructed", 1) == size) s.scoped_store->set("all_constructed", "");
@@ -397,26 +504,118 @@ class communicator {
     return args;
   }
 
-  template <class T>
-  void moving(algorithm::collective_args args, std::span<const T> in, std::span<T> out,
-              overlap_rule rule = overlap_rule::disjoint) {
-    check_overlap(args, std::as_bytes(in), std::as_bytes(out), rule);
-    run_collective(std::move(args), in.data(), in.size(), out.data(), out.size(), std::nullopt,
-                   static_cast<std::uint8_t>(dtype_of<T>));
+  // --- Operations: each typed call becomes a runtime::operation, checked
+  // and with its schedule chosen, then runs now or is queued.
+
+  void execute(runtime::operation op) { state_->queue.run(op); }
+  request submit(runtime::operation op) { return state_->queue.submit(std::move(op)); }
+
+  void run_batch(std::span<const p2p_op> ops, std::string_view what) {
+    runtime::validate_batch(ops, size(), what);
+    runtime::operation& op = state_->blocking_batch;
+    op.name = what;
+    op.batch.assign(ops.begin(), ops.end());
+    state_->queue.run(op);
+  }
+  void run_batch(std::initializer_list<p2p_op> ops, std::string_view what) {
+    run_batch(std::span<const p2p_op>(ops.begin(), ops.size()), what);
   }
 
   template <class T, class Op>
-  void reducing(algorithm::collective_args args, std::span<const T> in, std::span<T> out, const Op& op,
-                overlap_rule rule) {
+  runtime::operation all_reduce_op(std::span<const T> in, std::span<T> out, const Op& op) {
+    return reducing(args_for<T>(algorithm::collective::all_reduce, in.size()), in, out, op, overlap_rule::same_allowed);
+  }
+  template <class T, class Op>
+  runtime::operation reduce_op(std::span<const T> in, std::span<T> out, int root, const Op& op) {
+    auto args = args_for<T>(algorithm::collective::reduce, in.size(), root);
+    if (rank() != root) out = out.first(0);
+    return reducing(std::move(args), in, out, op, overlap_rule::same_allowed);
+  }
+  template <class T>
+  runtime::operation broadcast_op(std::span<T> buffer, int root) {
+    return moving(args_for<T>(algorithm::collective::broadcast, buffer.size(), root), std::span<const T>(), buffer);
+  }
+  template <class T>
+  runtime::operation all_gather_op(std::span<const T> in, std::span<T> out) {
+    return moving(args_for<T>(algorithm::collective::all_gather, in.size()), in, out);
+  }
+  template <class T>
+  runtime::operation all_gather_v_op(std::span<const T> in, std::span<T> out, std::span<const std::size_t> counts) {
+    auto args = args_for<T>(algorithm::collective::all_gather_v, 0);
+    args.counts.assign(counts.begin(), counts.end());
+    return moving(std::move(args), in, out);
+  }
+  template <class T, class Op>
+  runtime::operation reduce_scatter_op(std::span<const T> in, std::span<T> out, const Op& op) {
+    return reducing(args_for<T>(algorithm::collective::reduce_scatter, out.size()), in, out, op,
+                    overlap_rule::disjoint);
+  }
+  template <class T, class Op>
+  runtime::operation reduce_scatter_v_op(std::span<const T> in, std::span<T> out, std::span<const std::size_t> counts,
+                                         const Op& op) {
+    auto args = args_for<T>(algorithm::collective::reduce_scatter_v, 0);
+    args.counts.assign(counts.begin(), counts.end());
+    return reducing(std::move(args), in, out, op, overlap_rule::disjoint);
+  }
+  template <class T>
+  runtime::operation gather_op(std::span<const T> in, std::span<T> out, int root) {
+    if (rank() != root) out = out.first(0);
+    return moving(args_for<T>(algorithm::collective::gather, in.size(), root), in, out);
+  }
+  template <class T>
+  runtime::operation scatter_op(std::span<const T> in, std::span<T> out, int root) {
+    if (rank() != root) in = in.first(0);
+    return moving(args_for<T>(algorithm::collective::scatter, out.size(), root), in, out);
+  }
+  template <class T>
+  runtime::operation all_to_all_op(std::span<const T> in, std::span<T> out) {
+    const auto ranks = static_cast<std::size_t>(size());
+    if (in.size() % ranks != 0) {
+      detail::fail(errc::invalid_argument, "all_to_all: input has ", in.size(), " elements, not a multiple of ", ranks,
+                   " ranks");
+    }
+    return moving(args_for<T>(algorithm::collective::all_to_all, in.size() / ranks), in, out);
+  }
+  template <class T>
+  runtime::operation all_to_all_v_op(std::span<const T> in, std::span<T> out, std::span<const std::size_t> send_counts,
+                                     std::span<const std::size_t> recv_counts) {
+    auto args = args_for<T>(algorithm::collective::all_to_all_v, 0);
+    args.counts.assign(send_counts.begin(), send_counts.end());
+    args.recv_counts.assign(recv_counts.begin(), recv_counts.end());
+    return moving(std::move(args), in, out);
+  }
+  runtime::operation barrier_op() {
+    return collective_op(args_for<std::byte>(algorithm::collective::barrier, 0), nullptr, 0, nullptr, 0, std::nullopt);
+  }
+
+  template <class T>
+  runtime::operation moving(algorithm::collective_args args, std::span<const T> in, std::span<T> out,
+                            overlap_rule rule = overlap_rule::disjoint) {
+    check_overlap(args, std::as_bytes(in), std::as_bytes(out), rule);
+    return collective_op(std::move(args), in.data(), in.size(), out.data(), out.size(), std::nullopt,
+                         static_cast<std::uint8_t>(dtype_of<T>));
+  }
+
+  template <class T, class Op>
+  runtime::operation reducing(algorithm::collective_args args, std::span<const T> in, std::span<T> out, const Op& op,
+                              overlap_rule rule) {
     detail::check_op<Op, T>();
     if constexpr (detail::valid_op<Op, T>) {
       check_overlap(args, std::as_bytes(in), std::as_bytes(out), rule);
-      run_collective(std::move(args), in.data(), in.size(), out.data(), out.size(), detail::reduction::make<T>(op),
-                     static_cast<std::uint8_t>(dtype_of<T>));
-      // avg: the collective summed; divide by the number of contributions.
+      auto operation = collective_op(std::move(args), in.data(), in.size(), out.data(), out.size(),
+                                     detail::reduction::make<T>(op), static_cast<std::uint8_t>(dtype_of<T>));
+      // avg: the collective sums; the result is divided by the number of
+      // contributions once it is complete.
       if constexpr (requires { Op::finalize(T{}, std::size_t{}); }) {
-        for (auto& x : out) x = Op::finalize(x, static_cast<std::size_t>(size()));
+        operation.finalize = [](void* data, std::size_t elements, std::size_t contributors) {
+          for (auto& x : std::span<T>(static_cast<T*>(data), elements)) x = Op::finalize(x, contributors);
+        };
+        operation.out_elements = out.size();
+        operation.contributors = static_cast<std::size_t>(size());
       }
+      return operation;
+    } else {
+      return {};
     }
   }
 
@@ -434,11 +633,11 @@ class communicator {
   }
 
   // The byte-level core every typed collective forwards to: checks the
-  // buffers against the collective's layout, picks the algorithm, reuses the
-  // cached schedule and scratch, and runs it.
-  void run_collective(algorithm::collective_args args, const void* in, std::size_t in_elements, void* out,
-                      std::size_t out_elements, std::optional<detail::reduction> reduce,
-                      std::uint8_t element_type = runtime::call_signature::no_type) {
+  // buffers against the collective's layout, picks the algorithm and reuses
+  // its cached schedule.
+  runtime::operation collective_op(algorithm::collective_args args, const void* in, std::size_t in_elements, void* out,
+                                   std::size_t out_elements, std::optional<detail::reduction> reduce,
+                                   std::uint8_t element_type = runtime::call_signature::no_type) {
     state& s = *state_;
     const auto name = algorithm::to_string(args.kind);
     algorithm::validate(args);
@@ -459,36 +658,23 @@ class communicator {
     if (found == s.schedules.end()) {
       found = s.schedules.emplace(std::move(key), algorithm::build(algorithm_name, args)).first;
     }
-    const algorithm::schedule& schedule = found->second;
-    if (s.scratch.size() < schedule.scratch_bytes) s.scratch.resize(schedule.scratch_bytes);
-    const runtime::buffers b{static_cast<const std::byte*>(in), static_cast<std::byte*>(out), s.scratch.data()};
-    runtime::call_signature call;
-    call.kind = args.kind;
-    call.element_type = element_type;
-    call.op = reduce ? static_cast<std::uint8_t>(reduce->kind()) : runtime::call_signature::no_op;
-    call.root = args.root;
-    call.sequence = s.calls++;
-    call.count = args.count;
-    s.executor.run(schedule, b, s.route_table, reduce ? &*reduce : nullptr, transport::clock::now() + s.config.timeout,
-                   name, s.rank, s.config.check ? &call : nullptr);
-  }
-
-  template <class Post>
-  void point_to_point(int peer, const char* what, Post post, bool sending) {
-    check_rank(peer, what);
-    auto& t = transport_to(peer);
-    auto& c = t.to(peer);
-    const auto deadline = transport::clock::now() + config().timeout;
-    try {
-      const auto index = post(c);
-      transport::wait_done(t, c, sending, index, deadline);
-    } catch (const error& e) {
-      blame where = e.where();
-      where.rank = rank();
-      where.peer = peer;
-      where.collective = what;
-      throw error(e.code(), e.message(), std::move(where));
+    runtime::operation op;
+    op.name = name;
+    op.schedule = &found->second;
+    op.io = {static_cast<const std::byte*>(in), static_cast<std::byte*>(out), nullptr};
+    op.reduce = std::move(reduce);
+    if (s.config.check) {
+      runtime::call_signature call;
+      call.kind = args.kind;
+      call.element_type = element_type;
+      call.op = op.reduce ? static_cast<std::uint8_t>(op.reduce->kind()) : runtime::call_signature::no_op;
+      call.root = args.root;
+      call.sequence = s.calls;
+      call.count = args.count;
+      op.check = call;
     }
+    ++s.calls;
+    return op;
   }
 
   void check_rank(int r, const char* what) const {

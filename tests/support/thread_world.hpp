@@ -36,7 +36,7 @@ std::vector<std::string> run_threads(int size, Body body) {
 inline void check_all_passed(const std::vector<std::string>& failures) {
   for (std::size_t r = 0; r < failures.size(); ++r) {
     INFO("rank " << r);
-    CHECK(failures[r].empty());
+    CHECK(failures[r] == std::string{});
   }
 }
 

@@ -49,31 +49,65 @@ struct route {
 
 class executor {
  public:
-  // Runs `s` to completion or throws. `reduce` may be null when the schedule
-  // has no reduce step. `collective` and `rank` are for error messages.
-  // With `check` (TUTTI_CHECK), every message carries the call's header
-  // (runtime/call_check.hpp) and the ring neighbours compare calls first.
+  // Runs `s` to completion or throws: start, then poll until done, idling
+  // whenever a round moved nothing.
   void run(const algorithm::schedule& s, const buffers& b, std::span<const route> routes,
            const detail::reduction* reduce, transport::clock::time_point deadline, std::string_view collective,
            int rank, const call_signature* check = nullptr) {
-    try {
-      check_ = check;
-      rank_ = rank;
-      if (check_ != nullptr) compare_with_neighbours(routes, deadline);
-      start(s, routes);
-      drive(s, b, routes, reduce, deadline, collective);
-    } catch (const error& e) {
-      // The caller may free its buffers once this throws: no channel may keep
-      // using them, so every channel with operations in flight gives up.
-      abandon_in_flight(routes, e.what());
-      blame where = e.where();
-      where.rank = rank;
-      where.collective = std::string(collective);
-      if (current_step_ != no_step) where.step = current_step_;
-      if (where.peer == blame::no_rank && current_step_ != no_step) where.peer = s.steps[current_step_].peer;
-      throw error(e.code(), e.message(), std::move(where));
-    }
+    start(s, b, routes, reduce, deadline, collective, rank, check);
+    while (!poll()) idle(deadline);
   }
+
+  // Begins running `s`; poll() and idle() carry it on, so a caller can keep
+  // several operations queued and progress them as it likes (requests).
+  // `s`, `b`'s buffers, `routes` and `reduce` must outlive the run; `check`
+  // is copied. `reduce` may be null when the schedule has no reduce step.
+  // `collective` (a static name) and `rank` are for error messages. With
+  // `check` (TUTTI_CHECK), every message carries the call's header
+  // (runtime/call_check.hpp) and the ring neighbours compare calls first.
+  void start(const algorithm::schedule& s, const buffers& b, std::span<const route> routes,
+             const detail::reduction* reduce, transport::clock::time_point deadline, std::string_view collective,
+             int rank, const call_signature* check = nullptr) {
+    schedule_ = &s;
+    buffers_ = b;
+    routes_ = routes;
+    reduce_ = reduce;
+    deadline_ = deadline;
+    collective_ = collective;
+    rank_ = rank;
+    has_check_ = check != nullptr;
+    if (has_check_) check_ = *check;
+    backoff_.reset();
+    current_step_ = no_step;
+    guarded([&] {
+      prepare();
+      comparing_ = has_check_ && routes_.size() > 1;
+      if (comparing_) post_neighbour_headers();
+    });
+  }
+
+  // One round without blocking: issues what is ready, moves bytes, retires
+  // what finished. True once the schedule is done.
+  bool poll() {
+    return guarded([&] {
+      bool moved = false;
+      if (comparing_) moved = compare_with_neighbours();
+      if (!comparing_) moved = advance() || moved;
+      if (moved) backoff_.reset();
+      return !comparing_ && remaining_ == 0 && neighbour_header_sent();
+    });
+  }
+
+  // Called when a round moved nothing: spins, then yields, then sleeps in a
+  // transport of an operation in flight, but not past `until`. Throws
+  // errc::timeout once the run's deadline has passed.
+  void idle(transport::clock::time_point until) {
+    guarded([&] { wait_a_little(std::min(until, deadline_)); });
+  }
+
+  // Gives up the run in progress: its channels fail with errc::aborted and
+  // no longer touch its buffers (the communicator is going away).
+  void abandon(const char* why) { abandon_in_flight(routes_, why); }
 
  private:
   static constexpr std::uint32_t no_step = 0xffff'ffffu;
@@ -81,12 +115,34 @@ class executor {
   // receive is not posted yet.
   enum class state : std::uint8_t { waiting, header_posted, posted, done };
 
+  // Runs `body`, turning an error into one that names this rank, the
+  // collective and the step, after abandoning the channels in flight.
+  template <class Body>
+  auto guarded(Body&& body) -> decltype(body()) {
+    try {
+      return body();
+    } catch (const error& e) {
+      // The caller may free its buffers once this throws: no channel may keep
+      // using them, so every channel with operations in flight gives up.
+      abandon_in_flight(routes_, e.what());
+      blame where = e.where();
+      where.rank = rank_;
+      where.collective = std::string(collective_);
+      if (current_step_ != no_step) where.step = current_step_;
+      if (where.peer == blame::no_rank && current_step_ != no_step) where.peer = schedule_->steps[current_step_].peer;
+      current_step_ = no_step;
+      throw error(e.code(), e.message(), std::move(where));
+    }
+  }
+
   // Per run: dependency counts, dependents (CSR), the previous step on the
   // same channel and direction, and which steps are in flight.
-  void start(const algorithm::schedule& s, std::span<const route> routes) {
+  void prepare() {
+    const algorithm::schedule& s = *schedule_;
+    const std::span<const route> routes = routes_;
     const auto n = s.steps.size();
     pending_.assign(n, 0);
-    if (check_ != nullptr) headers_.resize(n);
+    if (has_check_) headers_.resize(n);
     states_.assign(n, state::waiting);
     posted_index_.assign(n, 0);
     previous_on_channel_.assign(n, no_step);
@@ -151,71 +207,64 @@ class executor {
     return nullptr;
   }
 
-  void drive(const algorithm::schedule& s, const buffers& b, std::span<const route> routes,
-             const detail::reduction* reduce, transport::clock::time_point deadline, std::string_view collective) {
-    int idle_rounds = 0;
-    while (remaining_ > 0) {
-      bool moved = false;
-      while (!ready_.empty()) {
-        const auto i = ready_.back();
-        ready_.pop_back();
-        // A step can be queued twice (its last dependency and its channel
-        // predecessor may release it in the same round): issue it once.
-        if (states_[i] != state::waiting) continue;
-        issue(s, b, routes, reduce, i);
+  // One round of the schedule; true if anything moved.
+  bool advance() {
+    const algorithm::schedule& s = *schedule_;
+    bool moved = false;
+    while (!ready_.empty()) {
+      const auto i = ready_.back();
+      ready_.pop_back();
+      // A step can be queued twice (its last dependency and its channel
+      // predecessor may release it in the same round): issue it once.
+      if (states_[i] != state::waiting) continue;
+      issue(i);
+      moved = true;
+    }
+    if (remaining_ == 0) return moved;
+    for (auto* t : transports_) t->progress();
+    for (std::size_t k = 0; k < in_flight_.size();) {
+      const auto i = in_flight_[k];
+      current_step_ = i;
+      const auto& st = s.steps[i];
+      auto& channel = *routes_[static_cast<std::size_t>(st.peer)].channel;
+      channel.check_usable();
+      const bool finished = st.kind == algorithm::step_kind::send ? channel.sends_done() > posted_index_[i]
+                                                                  : channel.recvs_done() > posted_index_[i];
+      if (finished && states_[i] == state::header_posted) {
+        // Check mode: the header is in; compare it, then take the data.
+        check_header(headers_[i], check_, st.bytes, rank_, st.peer);
+        post_data(channel, i);
         moved = true;
-      }
-      if (remaining_ == 0) break;
-      for (auto* t : transports_) t->progress();
-      for (std::size_t k = 0; k < in_flight_.size();) {
-        const auto i = in_flight_[k];
-        current_step_ = i;
-        const auto& st = s.steps[i];
-        auto& channel = *routes[static_cast<std::size_t>(st.peer)].channel;
-        channel.check_usable();
-        const bool finished = st.kind == algorithm::step_kind::send ? channel.sends_done() > posted_index_[i]
-                                                                    : channel.recvs_done() > posted_index_[i];
-        if (finished && states_[i] == state::header_posted) {
-          // Check mode: the header is in; compare it, then take the data.
-          check_header(headers_[i], *check_, st.bytes, rank_, st.peer);
-          post_data(s, b, channel, i);
-          moved = true;
-          ++k;
-          continue;
-        }
-        if (finished) {
-          in_flight_[k] = in_flight_.back();
-          in_flight_.pop_back();
-          complete(s, i);
-          moved = true;
-        } else {
-          ++k;
-        }
-      }
-      current_step_ = no_step;
-      if (moved) {
-        idle_rounds = 0;
+        ++k;
         continue;
       }
-      wait_a_little(s, routes, deadline, collective, ++idle_rounds);
+      if (finished) {
+        in_flight_[k] = in_flight_.back();
+        in_flight_.pop_back();
+        complete(i);
+        moved = true;
+      } else {
+        ++k;
+      }
     }
+    current_step_ = no_step;
+    return moved;
   }
 
-  void issue(const algorithm::schedule& s, const buffers& b, std::span<const route> routes,
-             const detail::reduction* reduce, std::uint32_t i) {
+  void issue(std::uint32_t i) {
     current_step_ = i;
-    const auto& st = s.steps[i];
+    const auto& st = schedule_->steps[i];
     switch (st.kind) {
       case algorithm::step_kind::send:
       case algorithm::step_kind::recv: {
-        auto& channel = *routes[static_cast<std::size_t>(st.peer)].channel;
+        auto& channel = *routes_[static_cast<std::size_t>(st.peer)].channel;
         in_flight_.push_back(i);
-        if (check_ == nullptr) {
-          post_data(s, b, channel, i);
+        if (!has_check_) {
+          post_data(channel, i);
         } else if (st.kind == algorithm::step_kind::send) {
-          headers_[i] = message_header::of(*check_, st.bytes);
+          headers_[i] = message_header::of(check_, st.bytes);
           channel.post_send(&headers_[i], sizeof(message_header));
-          post_data(s, b, channel, i);
+          post_data(channel, i);
         } else {
           posted_index_[i] = channel.post_recv(&headers_[i], sizeof(message_header));
           states_[i] = state::header_posted;
@@ -223,13 +272,13 @@ class executor {
         break;
       }
       case algorithm::step_kind::copy:
-        std::memmove(address(b, st.dst), address(b, st.src), st.bytes);
-        complete(s, i);
+        std::memmove(address(buffers_, st.dst), address(buffers_, st.src), st.bytes);
+        complete(i);
         break;
       case algorithm::step_kind::reduce:
-        if (reduce == nullptr) tutti::detail::fail(errc::internal, "schedule reduces but no reduction was given");
-        (*reduce)(address(b, st.dst), address(b, st.src), st.bytes);
-        complete(s, i);
+        if (reduce_ == nullptr) tutti::detail::fail(errc::internal, "schedule reduces but no reduction was given");
+        (*reduce_)(address(buffers_, st.dst), address(buffers_, st.src), st.bytes);
+        complete(i);
         break;
     }
     current_step_ = no_step;
@@ -243,73 +292,100 @@ class executor {
     }
   }
 
-  void post_data(const algorithm::schedule& s, const buffers& b, transport::channel& channel, std::uint32_t i) {
-    const auto& st = s.steps[i];
-    posted_index_[i] = st.kind == algorithm::step_kind::send ? channel.post_send(address(b, st.src), st.bytes)
-                                                             : channel.post_recv(address(b, st.dst), st.bytes);
+  void post_data(transport::channel& channel, std::uint32_t i) {
+    const auto& st = schedule_->steps[i];
+    posted_index_[i] = st.kind == algorithm::step_kind::send ? channel.post_send(address(buffers_, st.src), st.bytes)
+                                                             : channel.post_recv(address(buffers_, st.dst), st.bytes);
     states_[i] = state::posted;
     // The next step on this channel may now be issuable.
-    if (const auto next = next_on_channel_[i]; next != no_step && issuable(s, next)) ready_.push_back(next);
+    if (const auto next = next_on_channel_[i]; next != no_step && issuable(*schedule_, next)) ready_.push_back(next);
   }
 
   // Check mode: each rank sends its call to the next rank and compares the
-  // previous rank's with its own, so disagreeing ranks that the schedule
-  // would never connect are still caught (if any two ranks disagree, some
-  // pair of ring neighbours does).
-  void compare_with_neighbours(std::span<const route> routes, transport::clock::time_point deadline) {
-    const int size = static_cast<int>(routes.size());
-    if (size < 2) return;
-    const auto& right = routes[static_cast<std::size_t>((rank_ + 1) % size)];
-    const auto& left = routes[static_cast<std::size_t>((rank_ + size - 1) % size)];
-    ring_headers_[0] = message_header::of(*check_, 0);
-    const auto sent = right.channel->post_send(&ring_headers_[0], sizeof(message_header));
-    const auto received = left.channel->post_recv(&ring_headers_[1], sizeof(message_header));
-    transport::wait_received(*left.via, *left.channel, received, deadline);
-    check_header(ring_headers_[1], *check_, 0, rank_, (rank_ + size - 1) % size);
-    transport::wait_sent(*right.via, *right.channel, sent, deadline);
+  // previous rank's with its own before the schedule starts, so disagreeing
+  // ranks that the schedule would never connect are still caught (if any two
+  // ranks disagree, some pair of ring neighbours does).
+  [[nodiscard]] const route& right() const { return routes_[(static_cast<std::size_t>(rank_) + 1) % routes_.size()]; }
+  [[nodiscard]] int left_rank() const {
+    const int size = static_cast<int>(routes_.size());
+    return (rank_ + size - 1) % size;
   }
 
-  void complete(const algorithm::schedule& s, std::uint32_t i) {
+  void post_neighbour_headers() {
+    const route& left = routes_[static_cast<std::size_t>(left_rank())];
+    ring_headers_[0] = message_header::of(check_, 0);
+    ring_sent_ = right().channel->post_send(&ring_headers_[0], sizeof(message_header));
+    ring_received_ = left.channel->post_recv(&ring_headers_[1], sizeof(message_header));
+  }
+
+  // True once the left neighbour's header arrived and matched.
+  bool compare_with_neighbours() {
+    const route& left = routes_[static_cast<std::size_t>(left_rank())];
+    left.via->progress();
+    left.channel->check_usable();
+    if (left.channel->recvs_done() <= ring_received_) return false;
+    check_header(ring_headers_[1], check_, 0, rank_, left_rank());
+    comparing_ = false;
+    return true;
+  }
+
+  [[nodiscard]] bool neighbour_header_sent() {
+    if (!has_check_ || routes_.size() < 2) return true;
+    right().via->progress();
+    right().channel->check_usable();
+    return right().channel->sends_done() > ring_sent_;
+  }
+
+  void complete(std::uint32_t i) {
     states_[i] = state::done;
     --remaining_;
     for (std::uint32_t k = dependent_offsets_[i]; k < dependent_offsets_[i + 1]; ++k) {
       const auto j = dependents_[k];
-      if (--pending_[j] == 0 && issuable(s, j)) ready_.push_back(j);
+      if (--pending_[j] == 0 && issuable(*schedule_, j)) ready_.push_back(j);
     }
   }
 
-  void wait_a_little(const algorithm::schedule& s, std::span<const route> routes, transport::clock::time_point deadline,
-                     std::string_view collective, int idle_rounds) {
-    if (idle_rounds < transport::detail::spin_rounds) {
-      transport::detail::cpu_relax();
-      return;
-    }
-    if (idle_rounds < transport::detail::spin_rounds + transport::detail::yield_rounds) {
-      std::this_thread::yield();
-      return;
-    }
+  void wait_a_little(transport::clock::time_point until) {
+    if (backoff_.pause()) return;
     const auto now = transport::clock::now();
-    if (now >= deadline) {
-      std::string pending;
+    if (now >= deadline_) {
+      std::string pending = comparing_ ? tutti::detail::concat("the check header from rank ", left_rank()) : "";
       std::size_t shown = 0;
       for (const auto i : in_flight_) {
         if (shown++ == 8) break;
-        const auto& st = s.steps[i];
+        const auto& st = schedule_->steps[i];
         pending += tutti::detail::concat(shown == 1 ? "" : ", ",
                                          st.kind == algorithm::step_kind::send ? "send to" : "receive from", " rank ",
                                          st.peer, " (step ", i, ", ", st.bytes, " bytes)");
       }
-      tutti::detail::fail(errc::timeout, collective, " timed out with ", remaining_,
+      tutti::detail::fail(errc::timeout, collective_, " timed out with ", remaining_,
                           " steps left; in flight: ", pending);
     }
+    if (now >= until) return;
     // Sleep in the transport of an operation in flight: it is what the
     // schedule waits for. The sleep is short, so others are polled soon.
-    transport::transport* t = in_flight_.empty()
-                                  ? transports_.front()
-                                  : routes[static_cast<std::size_t>(s.steps[in_flight_.front()].peer)].via;
-    t->wait_for_activity(std::min(deadline, now + transport::detail::longest_sleep));
+    transport::transport* t = comparing_ || in_flight_.empty()
+                                  ? routes_[static_cast<std::size_t>(left_rank())].via
+                                  : routes_[static_cast<std::size_t>(schedule_->steps[in_flight_.front()].peer)].via;
+    t->wait_for_activity(std::min(until, now + transport::detail::longest_sleep));
   }
 
+  // The run in progress.
+  const algorithm::schedule* schedule_ = nullptr;
+  buffers buffers_;
+  std::span<const route> routes_;
+  const detail::reduction* reduce_ = nullptr;
+  transport::clock::time_point deadline_{};
+  std::string_view collective_;
+  int rank_ = 0;
+  bool has_check_ = false;
+  call_signature check_;
+  bool comparing_ = false;
+  std::uint64_t ring_sent_ = 0;
+  std::uint64_t ring_received_ = 0;
+  transport::backoff backoff_;
+
+  // Workspace, reused between runs.
   std::vector<std::uint32_t> pending_;
   std::vector<state> states_;
   std::vector<std::uint64_t> posted_index_;
@@ -325,8 +401,6 @@ class executor {
   std::vector<transport::transport*> transports_;
   std::vector<message_header> headers_;
   message_header ring_headers_[2];
-  const call_signature* check_ = nullptr;
-  int rank_ = 0;
   std::size_t remaining_ = 0;
   std::uint32_t current_step_ = no_step;
 };

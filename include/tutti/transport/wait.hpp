@@ -34,19 +34,40 @@ inline constexpr std::chrono::milliseconds longest_sleep{20};
 
 }  // namespace detail
 
+// The light end of waiting, shared by every waiter: spin for the first
+// rounds, then yield; pause() returns false once it is time to sleep in a
+// transport. reset() after anything moved.
+class backoff {
+ public:
+  void reset() noexcept { round_ = 0; }
+  bool pause() noexcept {
+    const int round = round_++;
+    if (round < detail::spin_rounds) {
+      detail::cpu_relax();
+      return true;
+    }
+    if (round < detail::spin_rounds + detail::yield_rounds) {
+      std::this_thread::yield();
+      return true;
+    }
+    round_ = detail::spin_rounds + detail::yield_rounds;  // stay asleep-ready without overflowing
+    return false;
+  }
+
+ private:
+  int round_ = 0;
+};
+
 // Drives `t` until done() returns true. done() may throw (a failed channel
 // rethrows its error). At the deadline, throws errc::timeout with the message
 // from describe(), blamed on `peer`.
 template <class Done, class Describe>
 void wait_until(transport& t, Done&& done, clock::time_point deadline, int peer, Describe&& describe) {
-  for (int round = 0;; ++round) {
+  backoff idle;
+  for (;;) {
     t.progress();
     if (done()) return;
-    if (round < detail::spin_rounds) {
-      detail::cpu_relax();
-    } else if (round < detail::spin_rounds + detail::yield_rounds) {
-      std::this_thread::yield();
-    } else {
+    if (!idle.pause()) {
       const auto now = clock::now();
       if (now >= deadline) {
         blame where;

@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -295,6 +296,77 @@ std::size_t count_steps(const ta::schedule& s, ta::step_kind kind) {
   return n;
 }
 
+// Every rank's schedule for one call.
+std::vector<ta::schedule> world_plans(std::string_view algorithm, const ta::collective_args& a) {
+  std::vector<ta::schedule> plans;
+  for (int r = 0; r < a.size; ++r) {
+    auto mine = a;
+    mine.rank = r;
+    plans.push_back(ta::build(algorithm, mine));
+  }
+  return plans;
+}
+
+// How long a world takes when every message takes one unit of time on its
+// channel (one message at a time per channel and direction) and local steps
+// none: the longest chain of messages, with those queued behind each other
+// on a channel. The k-th send from p to q matches q's k-th receive from p.
+std::size_t message_time(const std::vector<ta::schedule>& plans) {
+  const std::size_t n = plans.size();
+  constexpr std::size_t none = ~std::size_t{0};
+  std::vector<std::vector<std::size_t>> match(n);  // receive -> its send's step
+  std::vector<std::vector<std::size_t>> sends(n * n);
+  for (std::size_t p = 0; p < n; ++p) {
+    for (std::size_t i = 0; i < plans[p].steps.size(); ++i) {
+      const auto& s = plans[p].steps[i];
+      if (s.kind == ta::step_kind::send) sends[p * n + uz(s.peer)].push_back(i);
+    }
+  }
+  for (std::size_t q = 0; q < n; ++q) {
+    std::vector<std::size_t> matched(n, 0);
+    match[q].assign(plans[q].steps.size(), none);
+    for (std::size_t i = 0; i < plans[q].steps.size(); ++i) {
+      const auto& s = plans[q].steps[i];
+      if (s.kind == ta::step_kind::recv) match[q][i] = sends[uz(s.peer) * n + q].at(matched[uz(s.peer)]++);
+    }
+  }
+  std::vector<std::vector<std::size_t>> done(n);
+  for (std::size_t r = 0; r < n; ++r) done[r].assign(plans[r].steps.size(), 0);
+  // Times only grow, and schedules without deadlocks have no cycles.
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (std::size_t r = 0; r < n; ++r) {
+      std::vector<std::size_t> last_send(n, 0);
+      std::vector<std::size_t> last_recv(n, 0);
+      for (std::size_t i = 0; i < plans[r].steps.size(); ++i) {
+        const auto& s = plans[r].steps[i];
+        std::size_t t = 0;
+        for (const std::uint32_t d : plans[r].dependencies_of(s)) t = std::max(t, done[r][d]);
+        if (s.kind == ta::step_kind::send) {
+          t = std::max(t, last_send[uz(s.peer)]) + 1;
+          last_send[uz(s.peer)] = t;
+        } else if (s.kind == ta::step_kind::recv) {
+          t = std::max({t, last_recv[uz(s.peer)], done[uz(s.peer)][match[r][i]]});
+          last_recv[uz(s.peer)] = t;
+        }
+        changed = changed || t != done[r][i];
+        done[r][i] = t;
+      }
+    }
+  }
+  std::size_t most = 0;
+  for (const auto& times : done) {
+    for (const std::size_t t : times) most = std::max(most, t);
+  }
+  return most;
+}
+
+std::size_t bytes_sent(const ta::schedule& s) {
+  std::size_t total = 0;
+  for (const auto& step : s.steps) total += step.kind == ta::step_kind::send ? step.bytes : 0;
+  return total;
+}
+
 ta::collective_args simple_args(collective kind, int rank, int size, std::size_t count) {
   ta::collective_args a;
   a.kind = kind;
@@ -327,7 +399,7 @@ TEST_CASE("all_reduce: in place every algorithm matches the reference", "[algori
   }
 }
 
-TEST_CASE("reduce: binomial matches the reference for every root", "[algorithm]") { sweep(collective::reduce); }
+TEST_CASE("reduce: every algorithm matches the reference for every root", "[algorithm]") { sweep(collective::reduce); }
 TEST_CASE("broadcast: every algorithm matches the reference for every root", "[algorithm]") {
   sweep(collective::broadcast);
 }
@@ -341,7 +413,7 @@ TEST_CASE("reduce_scatter_v: every algorithm matches the reference with uneven a
 }
 TEST_CASE("gather: binomial matches the reference for every root", "[algorithm]") { sweep(collective::gather); }
 TEST_CASE("scatter: binomial matches the reference for every root", "[algorithm]") { sweep(collective::scatter); }
-TEST_CASE("all_to_all: pairwise matches the reference", "[algorithm]") { sweep(collective::all_to_all); }
+TEST_CASE("all_to_all: every algorithm matches the reference", "[algorithm]") { sweep(collective::all_to_all); }
 TEST_CASE("all_to_all_v: pairwise matches the reference with uneven and empty blocks", "[algorithm]") {
   sweep(collective::all_to_all_v);
 }
@@ -354,6 +426,8 @@ TEST_CASE("pipelined algorithms stay correct with many chunks in flight", "[algo
   pipelined(collective::broadcast, "chain", 262147);
   pipelined(collective::all_gather, "ring", 32771);
   pipelined(collective::reduce_scatter, "ring", 32771);
+  pipelined(collective::all_reduce, "double_binary_tree", 262147);
+  pipelined(collective::reduce, "ring", 262147);
 }
 
 TEST_CASE("ring all_reduce: steps per rank grow linearly in size", "[algorithm]") {
@@ -384,6 +458,178 @@ TEST_CASE("recursive doubling all_reduce: log2 rounds plus the fold", "[algorith
       INFO("size " << size << " rank " << rank);
       CHECK(count_steps(s, ta::step_kind::send) == want);
       CHECK(count_steps(s, ta::step_kind::recv) == want);
+    }
+  }
+}
+
+TEST_CASE("in-order tree: odd indices interior, shallow, and disjoint from its shift by one", "[algorithm]") {
+  for (int n = 1; n <= 70; ++n) {
+    INFO("n " << n);
+    int roots = 0;
+    std::vector<int> depth(uz(n), -1);
+    for (int i = 0; i < n; ++i) {
+      const auto node = ta::detail::in_order_tree(n, i);
+      const bool interior = node.children[0] >= 0 || node.children[1] >= 0;
+      CHECK(interior == (i % 2 == 1));
+      if (node.parent < 0) {
+        ++roots;
+      } else {
+        const auto parent = ta::detail::in_order_tree(n, node.parent);
+        CHECK((parent.children[0] == i || parent.children[1] == i));
+      }
+      for (const int child : node.children) {
+        if (child >= 0) CHECK(ta::detail::in_order_tree(n, child).parent == i);
+      }
+      int d = 0;
+      for (int up = node.parent; up >= 0; up = ta::detail::in_order_tree(n, up).parent) ++d;
+      CHECK(d <= ta::detail::ceil_log2(n + 1) - 1);
+    }
+    CHECK(roots == 1);
+    // Tree t places rank r at index r + t: no rank is interior in both, so
+    // every rank is a leaf in at least one.
+    for (int r = 0; r < n; ++r) {
+      auto interior = [&](int t) {
+        const auto node = ta::detail::in_order_tree(n, ta::detail::wrap(r + t, n));
+        return node.children[0] >= 0 || node.children[1] >= 0;
+      };
+      CHECK_FALSE((interior(0) && interior(1)));
+    }
+  }
+}
+
+TEST_CASE("double binary tree all_reduce: every rank moves about 2 count bytes", "[algorithm]") {
+  for (int size = 2; size <= 40; ++size) {
+    const std::size_t count = 4096;  // even halves, one chunk each
+    const auto plans = world_plans("double_binary_tree", simple_args(collective::all_reduce, 0, size, count));
+    std::size_t messages = 0;
+    for (int r = 0; r < size; ++r) {
+      INFO("size " << size << " rank " << r);
+      // A leaf of one tree (one half up and down) and at most interior of the
+      // other (a half up, two down, and as many in): 4 halves at most.
+      const std::size_t half = count / 2 * 4;
+      CHECK(bytes_sent(plans[uz(r)]) <= 4 * half);
+      CHECK(bytes_sent(plans[uz(r)]) >= 2 * half);
+      messages += count_steps(plans[uz(r)], ta::step_kind::send);
+    }
+    // Each tree edge carries one chunk up and one down.
+    CHECK(messages == 2 * 2 * uz(size - 1));
+  }
+}
+
+TEST_CASE("double binary tree all_reduce: latency grows with log2 of size, chunks stream behind it", "[algorithm]") {
+  for (int size = 2; size <= 33; ++size) {
+    INFO("size " << size);
+    const std::size_t depth = uz(ta::detail::ceil_log2(size + 1) - 1);  // floor(log2(size))
+    // One chunk per half: up a tree and back down, where the ring goes
+    // around twice.
+    const auto one_chunk = simple_args(collective::all_reduce, 0, size, 64);
+    CHECK(message_time(world_plans("double_binary_tree", one_chunk)) == 2 * depth);
+    CHECK(message_time(world_plans("ring", one_chunk)) == 2 * uz(size - 1));
+    // 64 chunks per half. A leaf's parent in one tree is its child in the
+    // other, so that channel carries a chunk of each half per chunk index
+    // (count bytes in all, as much as the ring puts on a link): 128 units at
+    // best. They must stream, reducing chunk c + 1 while broadcasting chunk
+    // c; a chunk waiting for the previous one's round trip would take
+    // 64 * 2 * depth.
+    auto many = one_chunk;
+    many.count = 64 * 2 * 16;
+    many.chunk_bytes = 16 * 4;
+    CHECK(message_time(world_plans("double_binary_tree", many)) <= 2 * 64 + 4 * depth);
+  }
+}
+
+TEST_CASE("ring reduce: every rank sends about count bytes, the root receives about 2 count", "[algorithm]") {
+  for (int size = 2; size <= 32; ++size) {
+    for (const int root : {0, size / 2, size - 1}) {
+      auto a = simple_args(collective::reduce, 0, size, 64 * uz(size));
+      a.root = root;
+      const std::size_t block = 64 * 4;
+      const auto plans = world_plans("ring", a);
+      for (int r = 0; r < size; ++r) {
+        INFO("size " << size << " root " << root << " rank " << r);
+        const auto& s = plans[uz(r)];
+        // The ring's size - 1 blocks, then one block to the root.
+        CHECK(bytes_sent(s) == (r == root ? uz(size - 1) : uz(size)) * block);
+        CHECK(count_steps(s, ta::step_kind::recv) == (r == root ? 2 : 1) * uz(size - 1));
+        CHECK(s.scratch_bytes >= (r == root ? 0 : a.count * 4));
+      }
+      CHECK(message_time(plans) == uz(size));
+    }
+  }
+}
+
+TEST_CASE("bruck all_to_all: ceil log2 rounds of packed blocks", "[algorithm]") {
+  for (int size = 1; size <= 33; ++size) {
+    // Block i travels once per set bit of i.
+    std::size_t hops = 0;
+    for (int i = 0; i < size; ++i) hops += uz(__builtin_popcount(static_cast<unsigned>(i)));
+    for (const int rank : {0, size / 2, size - 1}) {
+      INFO("size " << size << " rank " << rank);
+      const auto s = ta::build("bruck", simple_args(collective::all_to_all, rank, size, 3));
+      CHECK(count_steps(s, ta::step_kind::send) == uz(ta::detail::ceil_log2(size)));
+      CHECK(count_steps(s, ta::step_kind::recv) == uz(ta::detail::ceil_log2(size)));
+      CHECK(bytes_sent(s) == hops * 3 * 4);
+    }
+  }
+  // Uniform all_to_all only: all_to_all_v has its own counts per peer.
+  CHECK(ta::algorithms_for(collective::all_to_all_v) == std::vector<std::string_view>{"pairwise"});
+  auto v = simple_args(collective::all_to_all_v, 0, 2, 0);
+  v.counts = {1, 1};
+  v.recv_counts = {1, 1};
+  CHECK_THROWS_AS(ta::build("bruck", v), tutti::error);
+}
+
+TEST_CASE("double binary tree all_reduce: any size, halves with different chunk counts, in place", "[algorithm]") {
+  std::uint64_t seed = 100;
+  for (int size = 1; size <= 17; ++size) {
+    for (const std::size_t count : std::vector<std::size_t>{1, 2, 3, 9, 17, 31, 100}) {
+      for (const std::size_t chunk_bytes : std::vector<std::size_t>{4, 8, 32, 0}) {
+        world_case c;
+        c.algorithm = "double_binary_tree";
+        c.size = size;
+        c.count = count;
+        c.chunk_bytes = chunk_bytes;
+        c.in_place = seed % 3 == 0;
+        c.seed = ++seed;
+        check_world(c);
+      }
+    }
+  }
+}
+
+TEST_CASE("ring reduce: every root of every size, with empty and uneven blocks", "[algorithm]") {
+  std::uint64_t seed = 200;
+  for (int size = 1; size <= 12; ++size) {
+    for (int root = 0; root < size; ++root) {
+      for (const std::size_t count : std::vector<std::size_t>{1, uz(size) - 1, uz(size) + 1, 31}) {
+        for (const std::size_t chunk_bytes : std::vector<std::size_t>{4, 0}) {
+          world_case c;
+          c.kind = collective::reduce;
+          c.algorithm = "ring";
+          c.size = size;
+          c.count = count;
+          c.root = root;
+          c.chunk_bytes = chunk_bytes;
+          c.seed = ++seed;
+          check_world(c);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("bruck all_to_all: sizes up to 33", "[algorithm]") {
+  std::uint64_t seed = 300;
+  for (int size = 17; size <= 33; ++size) {
+    for (const std::size_t count : std::vector<std::size_t>{1, 3}) {
+      world_case c;
+      c.kind = collective::all_to_all;
+      c.algorithm = "bruck";
+      c.size = size;
+      c.count = count;
+      c.element_size = 8;
+      c.seed = ++seed;
+      check_world(c);
     }
   }
 }

@@ -9,6 +9,20 @@
 // - rabenseifner: recursive halving reduce-scatter, then recursive doubling
 //   all-gather: log2 rounds, about 2 count bytes sent in total. For medium
 //   and large messages when latency matters too.
+// - double_binary_tree (as NCCL's): half the vector is reduced up one binary
+//   tree to its root and broadcast back down, the other half over a second
+//   tree, both pipelined in chunks so that reducing chunk c + 1 overlaps
+//   broadcasting chunk c. One tree alone would waste half the bandwidth: its
+//   leaves (half the ranks) only send up and receive down, while interior
+//   ranks move three times as much. The second tree is the first shifted by
+//   one rank, so every interior rank of one is a leaf of the other (see
+//   detail::in_order_tree) and every rank moves about the same: in total
+//   about 2 count bytes in and 2 count bytes out, like the ring. Cost:
+//   about 2 log2(size) alpha to fill and drain the pipeline (up and down a
+//   tree of depth floor(log2(size))), plus the chunks streaming at full link
+//   bandwidth behind it: latency logarithmic in size, unlike the ring's
+//   linear, at the ring's bandwidth for large messages. For medium and large
+//   messages on many ranks.
 //
 // The two power-of-two algorithms fold a non-power-of-two world first (see
 // detail::fold), costing two extra full-vector messages on the folded ranks.
@@ -16,6 +30,7 @@
 // they are correct in place (see collective.hpp).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <utility>
 
@@ -28,6 +43,10 @@ namespace tutti::algorithm::all_reduce {
 // Large enough that per-message overhead is small next to its transfer, small
 // enough that a ring of 8 ranks has a few chunks in flight at 16 MiB.
 inline constexpr std::size_t default_chunk_bytes = std::size_t{256} << 10;
+
+// Smaller than the ring's: a chunk crosses 2 log2(size) hops, so the
+// pipeline fills only when the message has several times that many chunks.
+inline constexpr std::size_t tree_chunk_bytes = std::size_t{64} << 10;
 
 inline schedule ring(const collective_args& a) {
   using namespace detail;
@@ -43,27 +62,11 @@ inline schedule ring(const collective_args& a) {
   const int left = wrap(r - 1, n);
   const auto offsets = even_offsets(a.count, n);
   const std::size_t per_chunk = chunk_elements(a, default_chunk_bytes);
-  const std::size_t block_max = largest(offsets);
-  const std::size_t chunks = chunk_count(block_max, per_chunk);
-  // Two staging slots, so receiving step s + 1 overlaps reducing step s.
-  const region slots[2] = {b.allocate_scratch(block_max * es), b.allocate_scratch(block_max * es)};
+  // Afterwards rank r holds all of block r + 1; each step of the all-gather
+  // forwards the block received last.
+  ring_reduce_scatter(b, r, n, out, offsets, es, per_chunk);
+  const std::size_t chunks = chunk_count(largest(offsets), per_chunk);
   auto length = [&](int block) { return offsets[uz(block) + 1] - offsets[uz(block)]; };
-
-  // After step s, block r - s - 1 holds the contributions of s + 2 ranks;
-  // after n - 1 steps rank r holds all of block r + 1.
-  for (int s = 0; s + 1 < n; ++s) {
-    const int send_block = wrap(r - s, n);
-    const int recv_block = wrap(r - s - 1, n);
-    const region slot = slots[s % 2];
-    for (std::size_t c = 0; c < chunks; ++c) {
-      const piece out_piece = chunk_of(length(send_block), per_chunk, c);
-      send_some(b, right, at(out, (offsets[uz(send_block)] + out_piece.first) * es), out_piece.length * es);
-      const piece in_piece = chunk_of(length(recv_block), per_chunk, c);
-      const region staging = at(slot, in_piece.first * es);
-      recv_some(b, left, staging, in_piece.length * es);
-      b.reduce(at(out, (offsets[uz(recv_block)] + in_piece.first) * es), staging, in_piece.length * es);
-    }
-  }
   for (int s = 0; s + 1 < n; ++s) {
     const int send_block = wrap(r + 1 - s, n);
     const int recv_block = wrap(r - s, n);
@@ -132,6 +135,83 @@ inline schedule rabenseifner(const collective_args& a) {
   halving_reduce_scatter(b, f, vrank, out, offsets, es);
   doubling_all_gather(b, f, vrank, out, offsets, es);
   if (f.absorbs(r)) b.send(r - 1, out, bytes);
+  return std::move(b).finish();
+}
+
+inline schedule double_binary_tree(const collective_args& a) {
+  using namespace detail;
+  schedule_builder b;
+  const std::size_t es = a.element_size;
+  const region out{buffer::output, 0};
+  b.copy(out, {buffer::input, 0}, a.count * es);
+  if (a.size == 1 || a.count == 0) return std::move(b).finish();
+
+  const int n = a.size;
+  const auto halves = even_offsets(a.count, 2);
+  const std::size_t per_chunk = chunk_elements(a, tree_chunk_bytes);
+  const std::size_t chunks = chunk_count(largest(halves), per_chunk);
+  // Tree t carries half t; this rank is node rank + t of it, so the trees
+  // are one rank apart.
+  struct tree {
+    int parent = -1;
+    int children[2] = {-1, -1};
+    region slots[2][2]{};  // per child, two staging chunks: receive c + 1 while reducing c
+    std::size_t first = 0;
+    std::size_t length = 0;
+  };
+  tree trees[2];
+  for (int t = 0; t < 2; ++t) {
+    tree& tr = trees[t];
+    const tree_node node = in_order_tree(n, wrap(a.rank + t, n));
+    auto rank_of = [&](int index) { return index < 0 ? -1 : wrap(index - t, n); };
+    tr.parent = rank_of(node.parent);
+    tr.first = halves[uz(t)];
+    tr.length = halves[uz(t) + 1] - tr.first;
+    for (int k = 0; k < 2; ++k) {
+      tr.children[k] = rank_of(node.children[k]);
+      if (tr.children[k] < 0) continue;
+      for (region& slot : tr.slots[k]) slot = b.allocate_scratch(std::min(per_chunk, tr.length) * es);
+    }
+  }
+  // Up: combine the children's sums of chunk c into this rank's and pass the
+  // result to the parent (the root's is final). Children in a fixed order, so
+  // every run combines alike.
+  auto up = [&](const tree& tr, std::size_t c) {
+    const piece p = chunk_of(tr.length, per_chunk, c);
+    const region mine = at(out, (tr.first + p.first) * es);
+    for (int k = 0; k < 2; ++k) {
+      if (tr.children[k] < 0 || p.length == 0) continue;
+      const region slot = tr.slots[k][c % 2];
+      b.recv(tr.children[k], slot, p.length * es);
+      b.reduce(mine, slot, p.length * es);
+    }
+    if (tr.parent >= 0) send_some(b, tr.parent, mine, p.length * es);
+  };
+  // Down: the final chunk c from the parent, on to the children.
+  auto down = [&](const tree& tr, std::size_t c) {
+    const piece p = chunk_of(tr.length, per_chunk, c);
+    const region mine = at(out, (tr.first + p.first) * es);
+    if (tr.parent >= 0) recv_some(b, tr.parent, mine, p.length * es);
+    for (const int child : tr.children) {
+      if (child >= 0) send_some(b, child, mine, p.length * es);
+    }
+  };
+  // A rank's parent in one tree may be its child in the other (for some
+  // leaves it always is), so one channel can carry one tree's sums up and
+  // the other's results down, and a channel posts in program order. Chunk c comes back down about a round trip
+  // (2 log2(size) hops) after it went up, so its down steps are placed after
+  // the up steps of chunk c + lag: the up stream never waits behind a result
+  // not yet back. Any one order on both sides matches messages; this one
+  // keeps the pipeline full.
+  const std::size_t lag = 2 * uz(ceil_log2(n));
+  for (std::size_t s = 0; s < chunks + lag; ++s) {
+    for (const tree& tr : trees) {
+      if (s < chunks) up(tr, s);
+    }
+    for (const tree& tr : trees) {
+      if (s >= lag) down(tr, s - lag);
+    }
+  }
   return std::move(b).finish();
 }
 

@@ -1,7 +1,8 @@
 // Shared arithmetic of the algorithms: splitting elements into blocks and
-// chunks, rank arithmetic, and the power-of-two fold. Blocks are counted in
-// elements and turned into bytes only at the end, so no element is ever split
-// across two messages.
+// chunks, rank arithmetic, the power-of-two fold, binary trees, and the
+// phases several algorithms share. Blocks are counted in elements and turned
+// into bytes only at the end, so no element is ever split across two
+// messages.
 #pragma once
 
 #include <algorithm>
@@ -114,6 +115,76 @@ inline void send_some(schedule_builder& b, int peer, region src, std::size_t byt
 }
 inline void recv_some(schedule_builder& b, int peer, region dst, std::size_t bytes) {
   if (bytes != 0) b.recv(peer, dst, bytes);
+}
+
+// Ring reduce-scatter in place: `work` holds this rank's contribution, cut
+// into `size` blocks by `offsets` (size + 1 element offsets). After size - 1
+// steps, each sending one block right and adding the one from the left,
+// block rank + 1 of `work` holds the reduction over all ranks; the other
+// blocks hold partial sums. Blocks are cut into chunks of `per_chunk`
+// elements, so forwarding one chunk overlaps receiving the next.
+inline void ring_reduce_scatter(schedule_builder& b, int rank, int size, region work,
+                                std::span<const std::size_t> offsets, std::size_t element_size, std::size_t per_chunk) {
+  const std::size_t es = element_size;
+  const int right = wrap(rank + 1, size);
+  const int left = wrap(rank - 1, size);
+  const std::size_t block_max = largest(offsets);
+  const std::size_t chunks = chunk_count(block_max, per_chunk);
+  // Two staging slots, so receiving step s + 1 overlaps reducing step s.
+  const region slots[2] = {b.allocate_scratch(block_max * es), b.allocate_scratch(block_max * es)};
+  auto length = [&](int block) { return offsets[uz(block) + 1] - offsets[uz(block)]; };
+  // After step s, block rank - s - 1 holds the contributions of s + 2 ranks.
+  for (int s = 0; s + 1 < size; ++s) {
+    const int send_block = wrap(rank - s, size);
+    const int recv_block = wrap(rank - s - 1, size);
+    const region slot = slots[s % 2];
+    for (std::size_t c = 0; c < chunks; ++c) {
+      const piece out_piece = chunk_of(length(send_block), per_chunk, c);
+      send_some(b, right, at(work, (offsets[uz(send_block)] + out_piece.first) * es), out_piece.length * es);
+      const piece in_piece = chunk_of(length(recv_block), per_chunk, c);
+      const region staging = at(slot, in_piece.first * es);
+      recv_some(b, left, staging, in_piece.length * es);
+      b.reduce(at(work, (offsets[uz(recv_block)] + in_piece.first) * es), staging, in_piece.length * es);
+    }
+  }
+}
+
+// A node's neighbours in a binary tree, as indices; -1 where there is none.
+struct tree_node {
+  int parent = -1;
+  int children[2] = {-1, -1};
+};
+
+// Node `index` of the in-order binary tree over indices 0..n-1: the root of
+// every subtree is the index i of its range with the most trailing zero bits
+// in i + 1. So the odd indices are exactly the interior nodes (floor(n / 2)
+// of them) and the even ones the leaves, the depth is floor(log2(n)), and
+// every subtree is a range of consecutive indices. Two such trees whose
+// indices are shifted by one rank have no interior node in common (double
+// binary tree, see all_reduce.hpp).
+inline tree_node in_order_tree(int n, int index) {
+  // Positions are index + 1, in [lo, hi]; the subtree root is the one with
+  // the highest power of two dividing it (unique within any range).
+  auto root_of = [](int lo, int hi) {
+    int bit = floor_pow2(hi);
+    while (hi / bit * bit < lo) bit /= 2;
+    return hi / bit * bit;
+  };
+  const int position = index + 1;
+  int lo = 1;
+  int hi = n;
+  tree_node node;
+  for (int root = root_of(lo, hi); root != position; root = root_of(lo, hi)) {
+    node.parent = root - 1;
+    if (position < root) {
+      hi = root - 1;
+    } else {
+      lo = root + 1;
+    }
+  }
+  if (lo < position) node.children[0] = root_of(lo, position - 1) - 1;
+  if (position < hi) node.children[1] = root_of(position + 1, hi) - 1;
+  return node;
 }
 
 // Recursive halving among `f.active` virtual ranks over the blocks of

@@ -3,6 +3,13 @@
 //
 // - binomial: ceil(log2(size)) rounds; each rank combines its subtree's
 //   partial results, in a fixed order, and passes the sum towards the root.
+//   Every round moves the whole vector: for small messages.
+// - ring: the ring reduce-scatter of all_reduce's ring (size - 1 chunked
+//   steps of count / size elements), after which each rank sends the block
+//   it completed straight to the root. Every rank sends about count bytes
+//   and the root receives about 2 count (binomial: log2(size) count), so no
+//   link carries much more than the message: bandwidth-optimal, latency
+//   linear in size. For large messages.
 #pragma once
 
 #include <cstddef>
@@ -13,6 +20,9 @@
 #include <tutti/algorithm/schedule.hpp>
 
 namespace tutti::algorithm::reduce {
+
+// As all_reduce's ring, whose first phase this is.
+inline constexpr std::size_t default_chunk_bytes = std::size_t{256} << 10;
 
 inline schedule binomial(const collective_args& a) {
   using namespace detail;
@@ -32,6 +42,38 @@ inline schedule binomial(const collective_args& a) {
     // Each child gets its own staging buffer so their messages can land
     // concurrently; they are combined in a fixed order all the same.
     if (vrank + mask < n) b.recv_reduce(wrap(vrank + mask + a.root, n), sum, bytes);
+  }
+  return std::move(b).finish();
+}
+
+inline schedule ring(const collective_args& a) {
+  using namespace detail;
+  schedule_builder b;
+  const std::size_t es = a.element_size;
+  const std::size_t bytes = a.count * es;
+  const int n = a.size;
+  const int r = a.rank;
+  if (bytes == 0) return std::move(b).finish();
+  const bool root = r == a.root;
+  const region work = root ? region{buffer::output, 0} : b.allocate_scratch(bytes);
+  b.copy(work, {buffer::input, 0}, bytes);
+  if (n == 1) return std::move(b).finish();
+  const auto offsets = even_offsets(a.count, n);
+  ring_reduce_scatter(b, r, n, work, offsets, es, chunk_elements(a, default_chunk_bytes));
+  // Rank p now holds the sum of block p + 1; the root has its own already.
+  auto block = [&](int p) {
+    const int j = wrap(p + 1, n);
+    return std::pair{at(work, offsets[uz(j)] * es), (offsets[uz(j) + 1] - offsets[uz(j)]) * es};
+  };
+  if (!root) {
+    const auto [where, length] = block(r);
+    send_some(b, a.root, where, length);
+    return std::move(b).finish();
+  }
+  for (int p = 0; p < n; ++p) {
+    if (p == r) continue;
+    const auto [where, length] = block(p);
+    recv_some(b, p, where, length);
   }
   return std::move(b).finish();
 }

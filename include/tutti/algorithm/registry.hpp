@@ -23,8 +23,8 @@ namespace tutti::algorithm {
 // The algorithms that can build `kind`, the usual large-message choice first.
 inline std::vector<std::string_view> algorithms_for(collective kind) {
   switch (kind) {
-    case collective::all_reduce: return {"ring", "recursive_doubling", "rabenseifner"};
-    case collective::reduce: return {"binomial"};
+    case collective::all_reduce: return {"ring", "recursive_doubling", "rabenseifner", "double_binary_tree"};
+    case collective::reduce: return {"binomial", "ring"};
     case collective::broadcast: return {"binomial", "chain"};
     case collective::all_gather:
     case collective::all_gather_v: return {"ring", "recursive_doubling", "bruck"};
@@ -32,7 +32,7 @@ inline std::vector<std::string_view> algorithms_for(collective kind) {
     case collective::reduce_scatter_v: return {"ring", "recursive_halving"};
     case collective::gather:
     case collective::scatter: return {"binomial"};
-    case collective::all_to_all:
+    case collective::all_to_all: return {"pairwise", "bruck"};
     case collective::all_to_all_v: return {"pairwise"};
     case collective::barrier: return {"dissemination"};
   }
@@ -47,9 +47,11 @@ inline schedule dispatch(std::string_view name, const collective_args& a) {
       if (name == "ring") return all_reduce::ring(a);
       if (name == "recursive_doubling") return all_reduce::recursive_doubling(a);
       if (name == "rabenseifner") return all_reduce::rabenseifner(a);
+      if (name == "double_binary_tree") return all_reduce::double_binary_tree(a);
       break;
     case collective::reduce:
       if (name == "binomial") return reduce::binomial(a);
+      if (name == "ring") return reduce::ring(a);
       break;
     case collective::broadcast:
       if (name == "binomial") return broadcast::binomial(a);
@@ -73,6 +75,9 @@ inline schedule dispatch(std::string_view name, const collective_args& a) {
       if (name == "binomial") return scatter::binomial(a);
       break;
     case collective::all_to_all:
+      if (name == "pairwise") return all_to_all::pairwise(a);
+      if (name == "bruck") return all_to_all::bruck(a);
+      break;
     case collective::all_to_all_v:
       if (name == "pairwise") return all_to_all::pairwise(a);
       break;

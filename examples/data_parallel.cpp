@@ -1,7 +1,10 @@
 // Data-parallel training in plain C++: every rank holds a full copy of a
 // linear regression model and its own shard of the training data. After each
 // minibatch the ranks average their gradients with all_reduce(avg), so every
-// rank applies the same update and the replicas never drift apart.
+// rank applies the same update and the replicas never drift apart. The
+// average is issued with all_reduce_async and the next minibatch is loaded
+// while it runs, as a training loop overlaps communication with its input
+// pipeline.
 //
 //   tutti-run -n 4 ./data_parallel
 //
@@ -19,6 +22,7 @@
 #include <cstring>
 #include <exception>
 #include <span>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -89,6 +93,15 @@ float predict(const std::vector<float>& model, const float* x) {
   return prediction;
 }
 
+// Copies samples [first, first + batch_per_rank) of the shard into `batch`:
+// the stand-in for reading and decoding the next minibatch.
+void load_batch(const shard& data, std::size_t first, shard& batch) {
+  batch.x.assign(data.x.begin() + static_cast<std::ptrdiff_t>(first * features),
+                 data.x.begin() + static_cast<std::ptrdiff_t>((first + batch_per_rank) * features));
+  batch.y.assign(data.y.begin() + static_cast<std::ptrdiff_t>(first),
+                 data.y.begin() + static_cast<std::ptrdiff_t>(first + batch_per_rank));
+}
+
 // Adds d(loss)/d(model) over samples [first, first + count) of the shard to
 // `gradient`, for loss = mean of (prediction - label)^2 / 2 over those samples.
 void accumulate_gradient(const std::vector<float>& model, const shard& data, std::size_t first, std::size_t count,
@@ -129,6 +142,7 @@ int train(tutti::communicator& comm) {
   // a shared seed, or a broadcast from rank 0).
   std::vector<float> model(parameters, 0.0f);
   std::vector<float> gradient(parameters);
+  shard batch, next_batch;
 
   const double initial_loss = global_loss(comm, model, data);
   if (rank == 0) std::printf("epoch %2d  loss %.6f\n", 0, initial_loss);
@@ -136,14 +150,20 @@ int train(tutti::communicator& comm) {
   for (int epoch = 1; epoch <= epochs; ++epoch) {
     // The samples are independent draws, so walking the shard in order is as
     // good as shuffling it.
+    load_batch(data, 0, batch);
     for (std::size_t first = 0; first < samples_per_rank; first += batch_per_rank) {
       std::fill(gradient.begin(), gradient.end(), 0.0f);
-      accumulate_gradient(model, data, first, batch_per_rank, gradient);
+      accumulate_gradient(model, batch, 0, batch_per_rank, gradient);
       // Each rank's gradient is the mean over its local batch; all local
       // batches are the same size, so averaging them over ranks gives the
       // gradient of the mean over the global batch. Every rank receives the
       // same bits, so every rank's update below is identical.
-      comm.all_reduce(std::span(gradient), tutti::avg{});
+      tutti::request averaging = comm.all_reduce_async(std::span(gradient), tutti::avg{});
+      // The gradient buffer belongs to the request until it is done; the
+      // next batch does not depend on it.
+      if (first + batch_per_rank < samples_per_rank) load_batch(data, first + batch_per_rank, next_batch);
+      averaging.wait();
+      std::swap(batch, next_batch);
       for (std::size_t p = 0; p < parameters; ++p) model[p] -= learning_rate * gradient[p];
     }
     loss = global_loss(comm, model, data);

@@ -8,6 +8,8 @@
 #include <tutti/error.hpp>
 #include <tutti/ops.hpp>
 #include <tutti/options.hpp>
+#include <tutti/p2p.hpp>
+#include <tutti/request.hpp>
 #include <tutti/runtime/reduce_kernel.hpp>
 #include <tutti/types.hpp>
 #include <tutti/version.hpp>

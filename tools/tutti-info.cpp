@@ -3,10 +3,12 @@
 //   tutti-run -n 4 tutti-info        (or srun / mpirun / torchrun ...)
 //
 // Rank 0 prints every rank's host and the transport it uses to reach each
-// peer (i = inproc, s = shm, t = tcp), then the algorithm each collective
-// would use at a range of message sizes.
+// peer (i = inproc, s = shm, t = tcp), the cost model's constants, then the
+// algorithm each collective would use at a range of message sizes, with its
+// chunk size and predicted time.
 #include <tutti/tutti.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -32,23 +34,35 @@ int main() {
                   all.data() + static_cast<std::size_t>(r) * static_cast<std::size_t>(n));
     }
 
-    const auto forced = tutti::algorithm::parse_algorithm_overrides(comm.config().algorithms);
+    const auto& model = comm.cost_model();
+    std::printf("\ncost model over %s links (%s): alpha %.2f us, beta %.2f GB/s, gamma (reduce) %.2f GB/s\n",
+                comm.link_class().c_str(),
+                !comm.config().cost_model.empty() ? "given in TUTTI_COST_MODEL"
+                : comm.config().calibrate         ? "calibrated at start-up"
+                                                  : "defaults",
+                model.link.alpha_us, 1e-3 / model.link.beta_us_per_byte, 1e-3 / model.gamma_us_per_byte);
     const std::vector<std::size_t> sizes{8, 1024, 64 << 10, 1 << 20, 64 << 20};
-    std::printf("\n%-16s", "collective");
-    for (const auto bytes : sizes) std::printf(" %17zu B", bytes);
+    std::printf("\nalgorithm per collective and size%s; chunk where pipelined; predicted time\n",
+                comm.config().algorithms.empty() ? "" : " (TUTTI_ALGO forces some)");
+    std::printf("%-15s", "collective");
+    for (const auto bytes : sizes) std::printf(" %27zu B", bytes);
     std::printf("\n");
     using tutti::algorithm::collective;
     for (const auto kind :
          {collective::all_reduce, collective::broadcast, collective::all_gather, collective::reduce_scatter,
           collective::reduce, collective::all_to_all, collective::barrier}) {
-      std::printf("%-16s", std::string(tutti::algorithm::to_string(kind)).c_str());
+      std::printf("%-15s", std::string(tutti::algorithm::to_string(kind)).c_str());
       for (const auto bytes : sizes) {
-        tutti::algorithm::collective_args args;
-        args.kind = kind;
-        args.size = n;
-        args.count = bytes;
-        args.element_size = 1;
-        std::printf(" %19s", std::string(tutti::algorithm::choose_algorithm(args, forced)).c_str());
+        // all_gather's count is per rank, reduce_scatter's per block: show
+        // the total size in the column, as nccl-tests does.
+        const bool per_rank =
+            kind == collective::all_gather || kind == collective::reduce_scatter || kind == collective::all_to_all;
+        const auto count = per_rank ? std::max<std::size_t>(1, bytes / static_cast<std::size_t>(n)) : bytes;
+        const auto choice = comm.plan(kind, count);
+        std::string cell = choice.algorithm;
+        if (choice.chunk_bytes != 0) cell += tutti::detail::concat("/", choice.chunk_bytes >> 10, "K");
+        cell += tutti::detail::concat(" ", static_cast<long long>(choice.predicted_us + 0.5), "us");
+        std::printf(" %29s", cell.c_str());
       }
       std::printf("\n");
     }

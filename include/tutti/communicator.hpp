@@ -25,6 +25,7 @@
 #include <span>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -101,6 +102,25 @@ class communicator {
   [[nodiscard]] int local_rank() const noexcept { return state_->local_rank; }
   [[nodiscard]] int local_size() const noexcept { return state_->local_size; }
   [[nodiscard]] const options& config() const noexcept { return state_->config; }
+
+  // The cost model this communicator ranks algorithms with, and the class
+  // of link it describes ("inproc", "shm", "tcp"): the slowest that any pair
+  // of ranks uses. See options::calibrate and options::cost_model.
+  [[nodiscard]] const algorithm::cost_model& cost_model() const noexcept { return state_->model; }
+  [[nodiscard]] const std::string& link_class() const noexcept { return state_->link_class; }
+
+  // What a call of `kind` over `count` elements of `element_size` bytes
+  // (uniform counts, root 0) would run: algorithm, chunk and predicted time.
+  [[nodiscard]] algorithm::selection plan(algorithm::collective kind, std::size_t count,
+                                          std::size_t element_size = 1) const {
+    algorithm::collective_args args;
+    args.kind = kind;
+    args.rank = rank();
+    args.size = size();
+    args.count = count;
+    args.element_size = element_size;
+    return algorithm::choose(args, state_->forced_algorithms, state_->model);
+  }
   // What rank `r` published at rendezvous.
   [[nodiscard]] const address_card& card(int r) const {
     check_rank(r, "card");
@@ -308,7 +328,7 @@ class communicator {
     const auto me = std::find(members.begin(), members.end(), std::pair<std::int64_t, int>(key, s.rank));
     auto child_store = std::make_shared<prefix_store>(s.scoped_store, detail::concat("split/", id, "/", color, "/"));
     communicator child(s.config, std::move(child_store), static_cast<int>(me - members.begin()),
-                       static_cast<int>(members.size()));
+                       static_cast<int>(members.size()), &s.model);
     child.state_->server = s.server;
     return child;
   }
@@ -345,10 +365,18 @@ class communicator {
     std::vector<transport::transport*> routes;  // per peer
     std::vector<runtime::route> route_table;    // per peer, for the executor
     std::map<algorithm::collective, std::string> forced_algorithms;
-    using schedule_key = std::tuple<algorithm::collective, std::size_t, std::size_t, int, std::string,
-                                    std::vector<std::size_t>, std::vector<std::size_t>>;
-    std::map<schedule_key, algorithm::schedule> schedules;  // nodes stay put: queued operations point at them
-    std::uint64_t calls = 0;                                // collectives issued, the sequence number in check headers
+    std::string link_class;       // what the cost model's link figures describe
+    algorithm::cost_model model;  // the same on every rank
+    // A collective's choice and schedule, made on its first call with these
+    // arguments. Map nodes stay put: queued operations point at them.
+    struct planned {
+      algorithm::selection choice;
+      algorithm::schedule schedule;
+    };
+    using schedule_key = std::tuple<algorithm::collective, std::size_t, std::size_t, int, std::vector<std::size_t>,
+                                    std::vector<std::size_t>>;
+    std::map<schedule_key, planned> schedules;
+    std::uint64_t calls = 0;            // collectives issued, the sequence number in check headers
     std::uint64_t splits = 0;           // communicators split from this one, naming their store scope
     runtime::operation blocking_batch;  // reused by blocking send, recv and exchange: no allocation once warm
     // Last: pending operations are failed before the channels they use go.
@@ -360,7 +388,10 @@ class communicator {
   static constexpr std::chrono::seconds server_linger{5};
 
   // The constructor proper, taking options with the environment applied.
-  communicator(options config, std::shared_ptr<store> shared, int rank, int size) : state_(std::make_unique<state>()) {
+  // A communicator split from another inherits its cost model.
+  communicator(options config, std::shared_ptr<store> shared, int rank, int size,
+               const algorithm::cost_model* inherited = nullptr)
+      : state_(std::make_unique<state>()) {
     if (!shared) detail::fail(errc::invalid_argument, "communicator: the store is null");
     if (size < 1) detail::fail(errc::invalid_argument, "communicator: world size ", size, " is not positive");
     if (rank < 0 || rank >= size) {
@@ -400,6 +431,8 @@ class communicator {
     // must outlive that, so rank 0 returns only once every rank is done.
     if (s.scoped_store->add("constructed", 1) == size) s.scoped_store->set("all_constructed", "");
     if (rank == 0) s.scoped_store->get("all_constructed", s.config.timeout);
+    // Last, so that calibration runs while the other ranks wait idle.
+    choose_cost_model(inherited);
   }
 
   // Opens the transports this rank may use, before rendezvous, so their
@@ -467,6 +500,109 @@ class communicator {
     }
   }
 
+  // The link class every rank derives alike from the address cards (or the
+  // forced transport), its default figures, then rank 0's measurements (or
+  // the parent's model), then the constants given in options.
+  void choose_cost_model(const algorithm::cost_model* inherited) {
+    state& s = *state_;
+    const address_card& first = s.cards.front();
+    bool one_host = true;
+    bool one_process = true;
+    for (const auto& card : s.cards) {
+      one_host = one_host && card.host_id == first.host_id;
+      one_process = one_process && card.host_id == first.host_id && card.pid == first.pid;
+    }
+    s.link_class = s.config.transport != "auto" ? s.config.transport
+                   : one_process                ? "inproc"
+                   : one_host                   ? "shm"
+                                                : "tcp";
+    s.model = algorithm::cost_model::for_links(s.link_class);
+    if (inherited != nullptr) {
+      s.model = *inherited;
+    } else if (s.config.calibrate && s.size > 1) {
+      calibrate();
+    }
+    if (!s.config.cost_model.empty()) s.model = algorithm::parse_cost_model(s.config.cost_model, s.model);
+  }
+
+  // Rank 0 times round trips with one peer (on another host if there is
+  // one: the slowest link class) and a reduction, then broadcasts what it
+  // measured, so every rank ranks algorithms alike. alpha is half the
+  // fastest 8-byte round trip; beta the slope between the fastest 64 KiB and
+  // 256 KiB round trips, which leaves per-message costs out (a slope lost in
+  // noise keeps the link class's figure); gamma from summing floats. Best
+  // cases, so that noise from other processes does not skew the ratios. A
+  // few milliseconds on shm.
+  void calibrate() {
+    state& s = *state_;
+    int partner = 1;
+    for (int r = 1; r < s.size; ++r) {
+      if (s.cards[static_cast<std::size_t>(r)].host_id != s.cards.front().host_id) {
+        partner = r;
+        break;
+      }
+    }
+    const auto started = transport::clock::now();
+    double figures[3] = {s.model.link.alpha_us, s.model.link.beta_us_per_byte, s.model.gamma_us_per_byte};
+    if (s.rank == 0 || s.rank == partner) {
+      // Sizes past L2, so the slope is not a cache's.
+      constexpr std::size_t medium = std::size_t{256} << 10;
+      constexpr std::size_t large = std::size_t{1} << 20;
+      std::vector<std::uint8_t> payload(large);
+      const int peer = s.rank == 0 ? partner : 0;
+      // Half the fastest of `rounds` round trips of `bytes`, after one to warm up.
+      auto one_way_us = [&](std::size_t bytes, int rounds) {
+        const auto message = std::span(payload).first(bytes);
+        double best = 0;
+        for (int i = 0; i <= rounds; ++i) {
+          const auto sent = transport::clock::now();
+          if (s.rank == 0) {
+            send(std::span<const std::uint8_t>(message), peer);
+            recv(message, peer);
+          } else {
+            recv(message, peer);
+            send(std::span<const std::uint8_t>(message), peer);
+          }
+          const double us = std::chrono::duration<double, std::micro>(transport::clock::now() - sent).count() / 2;
+          if (i == 1 || (i > 1 && us < best)) best = us;
+        }
+        return best;
+      };
+      // Large first: by the time the small ones run, the other ranks have
+      // stopped spinning and sleep, as they would in a real job's call.
+      const double medium_us = one_way_us(medium, 3);
+      const double large_us = one_way_us(large, 3);
+      const double alpha = one_way_us(8, 16);
+      if (s.rank == 0) {
+        figures[0] = alpha;
+        if (large_us > medium_us) figures[1] = (large_us - medium_us) / static_cast<double>(large - medium);
+        figures[2] = measure_gamma();
+      }
+    }
+    broadcast(std::span<double>(figures), 0);
+    s.calls = 0;  // the user's first collective is call #0 in check headers
+    s.model.link = {figures[0], figures[1]};
+    s.model.gamma_us_per_byte = figures[2];
+    detail::log(detail::log_level::info, "rank ", s.rank, ": cost model over ", s.link_class, ": alpha ", figures[0],
+                " us, ", 1e-3 / figures[1], " GB/s, reduce ", 1e-3 / figures[2], " GB/s (calibrated in ",
+                std::chrono::duration<double, std::milli>(transport::clock::now() - started).count(), " ms)");
+  }
+
+  // Microseconds per byte of a float sum, best of a few 1 MiB passes.
+  static double measure_gamma() {
+    constexpr std::size_t elements = std::size_t{256} << 10;
+    std::vector<float> dst(elements, 1.0f), src(elements, 0.5f);
+    const auto reduce = detail::reduction::make<float>(sum{});
+    double best = 0;
+    for (int i = 0; i < 4; ++i) {
+      const auto started = transport::clock::now();
+      reduce(dst.data(), src.data(), elements * sizeof(float));
+      const double us = std::chrono::duration<double, std::micro>(transport::clock::now() - started).count();
+      best = i == 0 ? us : std::min(best, us);
+    }
+    return std::max(best, 1e-3) / static_cast<double>(elements * sizeof(float));
+  }
+
   static std::span<const std::string> fault_key() {
     static const std::string key[] = {"tutti/fault"};
     return key;
@@ -491,6 +627,9 @@ class communicator {
   }
 
   enum class overlap_rule { disjoint, same_allowed };
+
+  template <class Op>
+  static inline const Op stateless_op{};
 
   template <class T>
   algorithm::collective_args args_for(algorithm::collective kind, std::size_t count, int root = 0) const {
@@ -602,8 +741,20 @@ class communicator {
     detail::check_op<Op, T>();
     if constexpr (detail::valid_op<Op, T>) {
       check_overlap(args, std::as_bytes(in), std::as_bytes(out), rule);
+      // The reduction refers to its op, which must outlive a queued call: a
+      // stateless op is one shared instance, a stateful one is copied.
+      const Op* kept = nullptr;
+      std::shared_ptr<const void> storage;
+      if constexpr (std::is_empty_v<Op> && std::is_default_constructible_v<Op>) {
+        kept = &stateless_op<Op>;
+      } else {
+        auto copy = std::make_shared<const Op>(op);
+        kept = copy.get();
+        storage = std::move(copy);
+      }
       auto operation = collective_op(std::move(args), in.data(), in.size(), out.data(), out.size(),
-                                     detail::reduction::make<T>(op), static_cast<std::uint8_t>(dtype_of<T>));
+                                     detail::reduction::make<T>(*kept), static_cast<std::uint8_t>(dtype_of<T>));
+      operation.op_storage = std::move(storage);
       // avg: the collective sums; the result is divided by the number of
       // contributions once it is complete.
       if constexpr (requires { Op::finalize(T{}, std::size_t{}); }) {
@@ -651,16 +802,17 @@ class communicator {
       detail::fail(errc::invalid_argument, name, ": output has ", out_elements, " elements but rank ", s.rank,
                    " needs ", out_expected);
     }
-    const std::string algorithm_name(algorithm::choose_algorithm(args, s.forced_algorithms));
-    state::schedule_key key{args.kind,      args.count,  args.element_size, args.root,
-                            algorithm_name, args.counts, args.recv_counts};
+    state::schedule_key key{args.kind, args.count, args.element_size, args.root, args.counts, args.recv_counts};
     auto found = s.schedules.find(key);
     if (found == s.schedules.end()) {
-      found = s.schedules.emplace(std::move(key), algorithm::build(algorithm_name, args)).first;
+      auto choice = algorithm::choose(args, s.forced_algorithms, s.model);
+      if (choice.chunk_bytes != 0) args.chunk_bytes = choice.chunk_bytes;
+      auto schedule = algorithm::build(choice.algorithm, args);
+      found = s.schedules.emplace(std::move(key), state::planned{std::move(choice), std::move(schedule)}).first;
     }
     runtime::operation op;
     op.name = name;
-    op.schedule = &found->second;
+    op.schedule = &found->second.schedule;
     op.io = {static_cast<const std::byte*>(in), static_cast<std::byte*>(out), nullptr};
     op.reduce = std::move(reduce);
     if (s.config.check) {

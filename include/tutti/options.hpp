@@ -36,6 +36,16 @@ struct options {
   // "all_reduce=ring,broadcast=binomial"); the rest are chosen by size.
   std::string algorithms;
 
+  // The alpha-beta-gamma constants algorithms are ranked with
+  // (algorithm/cost_model.hpp). With `calibrate` (TUTTI_CALIBRATE, default
+  // 1) a new world measures them at start-up: rank 0 times a few round trips
+  // with one peer and a reduction, and every rank adopts rank 0's figures,
+  // so every rank makes the same choices. TUTTI_COST_MODEL (e.g.
+  // "alpha_us=2,bandwidth_gbps=10,reduce_gbps=8"; see parse_cost_model)
+  // gives constants that win over measured ones.
+  bool calibrate = true;
+  std::string cost_model;
+
   // These options with the TUTTI_* variables of `env` applied on top.
   [[nodiscard]] options with_env(const detail::env_lookup& env = detail::process_env) const {
     options out = *this;
@@ -43,6 +53,10 @@ struct options {
     if (auto value = env("TUTTI_TRANSPORT")) out.transport = *value;
     if (auto value = env("TUTTI_ALGO")) out.algorithms = *value;
     if (auto value = env("TUTTI_CHECK")) out.check = detail::parse_env_int("TUTTI_CHECK", *value, 0, 1) == 1;
+    if (auto value = env("TUTTI_CALIBRATE")) {
+      out.calibrate = detail::parse_env_int("TUTTI_CALIBRATE", *value, 0, 1) == 1;
+    }
+    if (auto value = env("TUTTI_COST_MODEL")) out.cost_model = *value;
     if (out.transport != "auto" && out.transport != "inproc" && out.transport != "shm" && out.transport != "tcp") {
       detail::fail(errc::invalid_argument, "transport '", out.transport,
                    "' (TUTTI_TRANSPORT or options) is not one of auto, inproc, shm, tcp");

@@ -339,3 +339,56 @@ TEST_CASE("TUTTI_CHECK reports mismatched calls naming both ranks", "[collective
     CHECK(mismatches >= 1);
   }
 }
+
+TEST_CASE("every rank ranks algorithms with the same calibrated or given cost model", "[collectives][select]") {
+  for (const std::string given : {"", "alpha_us=7,bandwidth_gbps=2,reduce_gbps=4"}) {
+    INFO("TUTTI_COST_MODEL=" << given);
+    std::vector<tutti::algorithm::cost_model> models(5);
+    std::vector<std::string> choices(5);
+    auto shared = std::make_shared<tutti::memory_store>();
+    check_passed(tutti::test::run_threads(5, [&](int r) {
+      tutti::options config;
+      config.timeout = 20s;
+      config.cost_model = given;
+      tutti::communicator comm(shared, r, 5, config);
+      models[static_cast<std::size_t>(r)] = comm.cost_model();
+      expect(comm.link_class() == "inproc", "threads of one process are an inproc world");
+      for (const std::size_t count :
+           {std::size_t{1}, std::size_t{1} << 12, std::size_t{1} << 18, std::size_t{1} << 24}) {
+        const auto choice = comm.plan(tutti::algorithm::collective::all_reduce, count, 4);
+        choices[static_cast<std::size_t>(r)] += tutti::detail::concat(choice.algorithm, "/", choice.chunk_bytes, " ");
+      }
+      // The plan is what runs: a dup (inheriting the model) agrees.
+      auto twin = comm.dup();
+      expect(twin.cost_model() == comm.cost_model(), "dup inherits the cost model");
+    }));
+    for (int r = 1; r < 5; ++r) {
+      CHECK(models[static_cast<std::size_t>(r)] == models[0]);
+      CHECK(choices[static_cast<std::size_t>(r)] == choices[0]);
+    }
+    const auto& m = models[0];
+    CHECK(m.link.alpha_us > 0);
+    CHECK(m.link.beta_us_per_byte > 0);
+    CHECK(m.gamma_us_per_byte > 0);
+    if (!given.empty()) {
+      CHECK(m.link.alpha_us == 7.0);
+      CHECK(m.link.beta_us_per_byte == tutti::algorithm::us_per_byte(2.0));
+      CHECK(m.gamma_us_per_byte == tutti::algorithm::us_per_byte(4.0));
+    }
+  }
+  // Without calibration, the link class's defaults.
+  auto shared = std::make_shared<tutti::memory_store>();
+  check_passed(tutti::test::run_threads(2, [&](int r) {
+    tutti::options config;
+    config.calibrate = false;
+    tutti::communicator comm(shared, r, 2, config);
+    expect(comm.cost_model() == tutti::algorithm::cost_model::for_links("inproc"), "defaults without calibration");
+  }));
+  tutti::options bad;
+  CHECK_THROWS_WITH(tutti::communicator(std::make_shared<tutti::memory_store>(), 0, 1,
+                                        [&] {
+                                          bad.cost_model = "alpha_us=fast";
+                                          return bad;
+                                        }()),
+                    Catch::Contains("alpha_us"));
+}

@@ -283,16 +283,18 @@ TUTTI_TEST_WORKER(routed_mesh) {
     const auto deadline = tutti::transport::clock::now() + 20s;
     std::vector<std::vector<int>> in(static_cast<std::size_t>(comm.size()), std::vector<int>(1000));
     std::vector<std::vector<int>> out(static_cast<std::size_t>(comm.size()));
+    // Start-up (calibration) may have used the channels: wait for these posts' own indices.
+    std::vector<std::uint64_t> received(out.size()), sent(out.size());
     for (int peer = 0; peer < comm.size(); ++peer) {
-      auto& o = out[static_cast<std::size_t>(peer)];
-      for (int i = 0; i < 1000; ++i) o.push_back(me * 1'000'000 + peer * 1000 + i);
-      comm.channel_to(peer).post_recv(in[static_cast<std::size_t>(peer)].data(), 1000 * sizeof(int));
-      comm.channel_to(peer).post_send(o.data(), 1000 * sizeof(int));
+      const auto p = static_cast<std::size_t>(peer);
+      for (int i = 0; i < 1000; ++i) out[p].push_back(me * 1'000'000 + peer * 1000 + i);
+      received[p] = comm.channel_to(peer).post_recv(in[p].data(), 1000 * sizeof(int));
+      sent[p] = comm.channel_to(peer).post_send(out[p].data(), 1000 * sizeof(int));
     }
     for (int peer = 0; peer < comm.size(); ++peer) {
       auto& c = comm.channel_to(peer);
-      tutti::transport::wait_received(comm.transport_to(peer), c, 0, deadline);
-      tutti::transport::wait_sent(comm.transport_to(peer), c, 0, deadline);
+      tutti::transport::wait_received(comm.transport_to(peer), c, received[static_cast<std::size_t>(peer)], deadline);
+      tutti::transport::wait_sent(comm.transport_to(peer), c, sent[static_cast<std::size_t>(peer)], deadline);
       for (int i = 0; i < 1000; ++i) {
         if (in[static_cast<std::size_t>(peer)][static_cast<std::size_t>(i)] != peer * 1'000'000 + me * 1000 + i) {
           return 30;

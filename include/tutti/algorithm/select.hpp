@@ -1,16 +1,20 @@
 // Which algorithm runs a collective: the one named in options (TUTTI_ALGO,
-// e.g. "all_reduce=ring,broadcast=binomial"), else a size rule — latency-bound
-// algorithms (logarithmic rounds) for small messages, bandwidth-optimal ones
-// (each byte crosses each link about once) for large. The crossover below is
-// a fixed first cut; the alpha-beta cost model replaces it.
+// e.g. "all_reduce=ring,broadcast=binomial"), else the one the cost model
+// (cost_model.hpp) predicts to be fastest, with the chunk size it predicts
+// to be best for the pipelined ones. The choice is a pure function of the
+// arguments every rank shares (never of rank or root), the overrides and the
+// model, so ranks that agree on those pick the same schedule.
 #pragma once
 
 #include <cstddef>
+#include <limits>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include <tutti/algorithm/collective.hpp>
+#include <tutti/algorithm/cost_model.hpp>
 #include <tutti/algorithm/registry.hpp>
 #include <tutti/error.hpp>
 
@@ -51,17 +55,80 @@ inline std::map<collective, std::string> parse_algorithm_overrides(std::string_v
   return out;
 }
 
-inline std::string_view choose_algorithm(const collective_args& a, const std::map<collective, std::string>& forced) {
-  if (const auto found = forced.find(a.kind); found != forced.end()) return found->second;
-  constexpr std::size_t small = std::size_t{64} << 10;
-  const std::size_t bytes = std::max(input_bytes(a), output_bytes(a));
-  switch (a.kind) {
-    case collective::all_reduce: return bytes < small ? "recursive_doubling" : "ring";
-    case collective::all_gather:
-    case collective::all_gather_v: return bytes < small ? "bruck" : "ring";
-    case collective::broadcast: return bytes < small ? "binomial" : "chain";
-    default: return algorithms_for(a.kind).front();
+struct selection {
+  std::string algorithm;
+  // For the chunked algorithms (is_chunked), the chunk size to build with;
+  // 0 for the others (nothing to choose).
+  std::size_t chunk_bytes = 0;
+  // The model's time for the choice; NaN where the model has no formula
+  // for a forced algorithm.
+  double predicted_us = 0;
+};
+
+namespace detail {
+
+struct plan {
+  std::size_t chunk_bytes = 0;
+  double predicted_us = 0;
+};
+
+// `algorithm`'s best chunk: a.chunk_bytes when the caller set one, else the
+// candidate with the lowest predicted time, the smallest on ties (equal
+// times mean equal chunk counts, hence the same schedule). Nothing when the
+// model has no formula for it.
+inline std::optional<plan> plan_for(std::string_view algorithm, const collective_args& a, const cost_model& model) {
+  if (!is_chunked(a.kind, algorithm) || a.chunk_bytes != 0) {
+    const auto us = costs::time_us(algorithm, a, model, 0);
+    if (!us) return std::nullopt;
+    return plan{is_chunked(a.kind, algorithm) ? a.chunk_bytes : 0, *us};
   }
+  std::optional<plan> best;
+  for (const std::size_t chunk : chunk_candidates) {
+    const auto us = costs::time_us(algorithm, a, model, chunk);
+    if (!us) return std::nullopt;
+    if (!best || *us < best->predicted_us) best = plan{chunk, *us};
+  }
+  return best;
+}
+
+}  // namespace detail
+
+// The algorithm for `a`: forced[a.kind] if there is one, else the one of
+// algorithms_for(a.kind) with the lowest predicted time, the earlier in the
+// registry's order on ties; with the chunk size for it the model predicts
+// best. Algorithms the model has no formula for are passed over (a test
+// checks there are none). all_to_all_v is the exception: its counts are
+// this rank's own and differ between ranks, so ranking by them could split
+// the ranks between algorithms; it gets the registry's first (pairwise,
+// which moves any counts in size - 1 steps), predicted from this rank's
+// counts.
+inline selection choose(const collective_args& a, const std::map<collective, std::string>& forced,
+                        const cost_model& model) {
+  validate(a);
+  const auto candidates = algorithms_for(a.kind);
+  std::string_view only;
+  if (const auto found = forced.find(a.kind); found != forced.end()) {
+    only = found->second;
+  } else if (a.kind == collective::all_to_all_v && !candidates.empty()) {
+    only = candidates.front();
+  }
+  if (!only.empty()) {
+    const auto planned = detail::plan_for(only, a, model);
+    if (!planned) return {std::string(only), 0, std::numeric_limits<double>::quiet_NaN()};
+    return {std::string(only), planned->chunk_bytes, planned->predicted_us};
+  }
+  std::string_view best_name;
+  std::optional<detail::plan> best;
+  for (const std::string_view name : candidates) {
+    const auto planned = detail::plan_for(name, a, model);
+    if (planned && (!best || planned->predicted_us < best->predicted_us)) {
+      best_name = name;
+      best = planned;
+    }
+  }
+  if (best) return {std::string(best_name), best->chunk_bytes, best->predicted_us};
+  return {candidates.empty() ? std::string() : std::string(candidates.front()), 0,
+          std::numeric_limits<double>::quiet_NaN()};
 }
 
 }  // namespace tutti::algorithm

@@ -321,8 +321,11 @@ class executor {
   // True once the left neighbour's header arrived and matched.
   bool compare_with_neighbours() {
     const route& left = routes_[static_cast<std::size_t>(left_rank())];
-    left.via->progress();
+    // Every transport: the header to the right neighbour may travel on
+    // another one than the header from the left, and must move too.
+    for (auto* t : transports_) t->progress();
     left.channel->check_usable();
+    right().channel->check_usable();
     if (left.channel->recvs_done() <= ring_received_) return false;
     check_header(ring_headers_[1], check_, 0, rank_, left_rank());
     comparing_ = false;

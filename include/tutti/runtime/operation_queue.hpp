@@ -38,6 +38,7 @@ struct operation {
   const algorithm::schedule* schedule = nullptr;
   buffers io;
   std::optional<detail::reduction> reduce;
+  std::shared_ptr<const void> op_storage;  // a stateful op the reduction refers to
   std::optional<call_signature> check;
   // Run after success on the output (avg divides by the contributors).
   void (*finalize)(void* out, std::size_t elements, std::size_t contributors) = nullptr;

@@ -270,6 +270,58 @@ TEST_CASE("collectives over shm and tcp processes", "[collectives][processes]") 
   }
 }
 
+// A mismatch between processes: rank 0 disagrees with the others in the way
+// args[0] names. Exit 5 on a mismatch error, 6 on another tutti::error, 0 if
+// the call (wrongly) succeeded.
+TUTTI_TEST_WORKER(mismatched_call) {
+  try {
+    auto comm = tutti::communicator::from_env();
+    const bool odd_one = comm.rank() == 0;
+    std::vector<float> v(odd_one && args.at(0) == "count" ? 1000 : 1200, 1.0f);
+    if (odd_one && args.at(0) == "collective") {
+      comm.broadcast(std::span<float>(v), 0);
+    } else if (odd_one && args.at(0) == "dtype") {
+      std::vector<std::int32_t> i(v.size());
+      comm.all_reduce(std::span<std::int32_t>(i));
+    } else {
+      comm.all_reduce(std::span<float>(v));
+    }
+    return 0;
+  } catch (const tutti::error& e) {
+    std::fprintf(stderr, "rank failed: %s\n", e.what());
+    return e.code() == tutti::errc::mismatch ? 5 : 6;
+  }
+}
+
+TEST_CASE("TUTTI_CHECK reports mismatched calls between shm and tcp processes", "[collectives][check][processes]") {
+  for (const std::string transport : {"shm", "tcp"}) {
+    for (const std::string kind : {"count", "collective", "dtype"}) {
+      INFO(transport << ": ranks disagree on the " << kind);
+      const auto store = tutti::test::free_store_address();
+      std::vector<tutti::tools::process> ranks;
+      for (int r = 0; r < 3; ++r) {
+        ranks.push_back(tutti::test::subprocess::spawn("mismatched_call", {kind},
+                                                       {{"TUTTI_RANK", std::to_string(r)},
+                                                        {"TUTTI_WORLD_SIZE", "3"},
+                                                        {"TUTTI_STORE", store},
+                                                        {"TUTTI_TIMEOUT", "10"},
+                                                        {"TUTTI_CHECK", "1"},
+                                                        {"TUTTI_TRANSPORT", transport}}));
+      }
+      const auto started = std::chrono::steady_clock::now();
+      int mismatches = 0;
+      for (auto& r : ranks) {
+        const int status = r.wait(60s);
+        CHECK((status == 5 || status == 6));
+        mismatches += status == 5 ? 1 : 0;
+      }
+      CHECK(mismatches >= 1);
+      // Well before the 10 s timeout: the mismatch is seen, not waited out.
+      CHECK(std::chrono::steady_clock::now() - started < 8s);
+    }
+  }
+}
+
 TEST_CASE("TUTTI_CHECK reports mismatched calls naming both ranks", "[collectives][check]") {
   struct scenario {
     const char* what;

@@ -48,13 +48,6 @@ using tutti::transport::tcp_transport;
 
 namespace {
 
-// Every transport here listens on loopback unless the caller chose an
-// interface; set before any thread exists, and inherited by the workers.
-[[maybe_unused]] const bool loopback_by_default = [] {
-  ::setenv("TUTTI_SOCKET_IFNAME", "lo", 0);
-  return true;
-}();
-
 tutti::detail::env_lookup env_with_ifname(std::optional<std::string> ifname) {
   return [ifname](std::string_view name) -> std::optional<std::string> {
     if (name == "TUTTI_SOCKET_IFNAME") return ifname;

@@ -27,3 +27,9 @@ ensure_packages() {
 # What every build of the project needs: toolchain, the interface
 # dependencies (hwloc, rdma-core headers) and the test and benchmark libraries.
 build_packages=(cmake ninja-build g++ pkg-config libhwloc-dev libibverbs-dev catch2 libbenchmark-dev clang-format clang libclang-rt-14-dev)
+
+# What tests/softroce/run-vm.sh needs to boot Debian's kernel under qemu with
+# soft-RoCE (rdma_rxe): the emulator, a static busybox for the initramfs, the
+# verbs user space (rxe provider, ibv_devices, perftest), ip and modprobe, and
+# cpio to pack the initramfs.
+softroce_packages=(qemu-system-x86 busybox-static rdma-core ibverbs-providers ibverbs-utils perftest iproute2 kmod cpio)

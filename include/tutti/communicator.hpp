@@ -50,6 +50,7 @@
 #include <tutti/transport/shm.hpp>
 #include <tutti/transport/tcp.hpp>
 #include <tutti/transport/transport.hpp>
+#include <tutti/transport/verbs.hpp>
 #include <tutti/transport/wait.hpp>
 #include <tutti/version.hpp>
 
@@ -336,6 +337,23 @@ class communicator {
   // A communicator of the same ranks in the same order.
   [[nodiscard]] communicator dup() { return *split(0, rank()); }
 
+  // Keeps `buffer` registered with the RDMA device until unregister_memory:
+  // large transfers from and into it then skip registration. For buffers a
+  // program keeps (weights, gradient buckets); a no-op without verbs.
+  template <element T>
+  void register_memory(std::span<const T> buffer) {
+    for (const auto& t : state_->transports) {
+      if (auto* v = dynamic_cast<transport::verbs_transport*>(t.get()))
+        v->register_memory(buffer.data(), buffer.size_bytes());
+    }
+  }
+  template <element T>
+  void unregister_memory(std::span<const T> buffer) {
+    for (const auto& t : state_->transports) {
+      if (auto* v = dynamic_cast<transport::verbs_transport*>(t.get())) v->unregister_memory(buffer.data());
+    }
+  }
+
   // Operations queued by *_async calls and not yet done.
   [[nodiscard]] std::size_t pending() const noexcept { return state_->queue.pending(); }
 
@@ -449,6 +467,16 @@ class communicator {
     s.transports.push_back(std::make_unique<transport::inproc_transport>(ctx));
     if (forced == "auto" || forced == "shm") s.transports.push_back(std::make_unique<transport::shm_transport>(ctx));
     if (forced == "auto" || forced == "tcp") s.transports.push_back(std::make_unique<transport::tcp_transport>(ctx));
+    if (forced == "auto" || forced == "verbs") {
+      // Without an RDMA port, auto carries on over tcp between hosts; a
+      // forced verbs transport makes that an error.
+      try {
+        s.transports.push_back(std::make_unique<transport::verbs_transport>(ctx));
+      } catch (const error& e) {
+        if (forced == "verbs" || e.code() != errc::unavailable) throw;
+        detail::log(detail::log_level::info, "rank ", s.rank, ": no verbs (", e.message(), "); tcp between hosts");
+      }
+    }
     for (const auto& t : s.transports) mine.endpoints.emplace_back(std::string(t->name()), t->endpoint());
   }
 
@@ -469,11 +497,12 @@ class communicator {
       const address_card& them = s.cards[static_cast<std::size_t>(peer)];
       const bool same_host = them.host_id == me.host_id;
       const bool same_process = same_host && them.pid == me.pid;
-      std::string_view choice = same_process ? "inproc" : same_host ? "shm" : "tcp";
+      const bool both_verbs = named("verbs") != nullptr && them.endpoint_of("verbs") != nullptr;
+      std::string_view choice = same_process ? "inproc" : same_host ? "shm" : both_verbs ? "verbs" : "tcp";
       if (peer != s.rank && s.config.transport != "auto") {
         choice = s.config.transport;
-        const bool reachable =
-            choice == "tcp" || (choice == "shm" && same_host) || (choice == "inproc" && same_process);
+        const bool reachable = choice == "tcp" || (choice == "verbs" && both_verbs) || (choice == "shm" && same_host) ||
+                               (choice == "inproc" && same_process);
         if (!reachable) {
           detail::fail(errc::unavailable, "communicator: transport ", choice, " cannot reach rank ", peer, " (",
                        them.describe(), ") from rank ", s.rank, " (", me.describe(), ")");
@@ -512,9 +541,12 @@ class communicator {
       one_host = one_host && card.host_id == first.host_id;
       one_process = one_process && card.host_id == first.host_id && card.pid == first.pid;
     }
+    const bool all_verbs = std::all_of(s.cards.begin(), s.cards.end(),
+                                       [](const address_card& card) { return card.endpoint_of("verbs") != nullptr; });
     s.link_class = s.config.transport != "auto" ? s.config.transport
                    : one_process                ? "inproc"
                    : one_host                   ? "shm"
+                   : all_verbs                  ? "verbs"
                                                 : "tcp";
     s.model = algorithm::cost_model::for_links(s.link_class);
     if (inherited != nullptr) {

@@ -22,7 +22,8 @@ struct options {
 
   // Which transport carries traffic between ranks (TUTTI_TRANSPORT): "auto"
   // picks per peer (inproc for threads of one process, shm on one host, tcp
-  // between hosts); "inproc", "shm" or "tcp" forces one for every peer, and
+  // between hosts, verbs between hosts with RDMA ports); "inproc", "shm",
+  // "tcp" or "verbs" forces one for every peer, and
   // a peer it cannot reach is an error (errc::unavailable).
   std::string transport = "auto";
 
@@ -57,9 +58,10 @@ struct options {
       out.calibrate = detail::parse_env_int("TUTTI_CALIBRATE", *value, 0, 1) == 1;
     }
     if (auto value = env("TUTTI_COST_MODEL")) out.cost_model = *value;
-    if (out.transport != "auto" && out.transport != "inproc" && out.transport != "shm" && out.transport != "tcp") {
+    if (out.transport != "auto" && out.transport != "inproc" && out.transport != "shm" && out.transport != "tcp" &&
+        out.transport != "verbs") {
       detail::fail(errc::invalid_argument, "transport '", out.transport,
-                   "' (TUTTI_TRANSPORT or options) is not one of auto, inproc, shm, tcp");
+                   "' (TUTTI_TRANSPORT or options) is not one of auto, inproc, shm, tcp, verbs");
     }
     return out;
   }

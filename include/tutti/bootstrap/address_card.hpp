@@ -31,6 +31,14 @@ struct address_card {
   // (transport name, address) pairs this rank can be reached by.
   std::vector<std::pair<std::string, std::string>> endpoints;
 
+  // The address published for `transport`, or null.
+  [[nodiscard]] const std::string* endpoint_of(std::string_view transport) const noexcept {
+    for (const auto& [name, address] : endpoints) {
+      if (name == transport) return &address;
+    }
+    return nullptr;
+  }
+
   [[nodiscard]] std::string serialize() const {
     detail::wire::writer out;
     out.u32(static_cast<std::uint32_t>(rank))

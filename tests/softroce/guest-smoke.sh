@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Proves the two-host soft-RoCE setup of run-vm.sh and measures the perftest
+# reference figures that verbs tests are compared with (as ratios: absolute
+# figures under emulation mean little):
+#   ib_write_bw  1 MiB messages, rxe_b in tutti_b writing to rxe_a in tutti_a
+#   ib_send_lat  8 B messages, same pair
+# Run it inside the VM:
+#   tests/softroce/run-vm.sh --cache DIR -- tests/softroce/guest-smoke.sh
+# The last line is machine-readable:
+#   softroce.perftest: write_bw_MBps=N send_lat_typical_usec=N send_lat_avg_usec=N
+set -euo pipefail
+
+if [ "${TUTTI_SOFTROCE:-}" != 1 ]; then
+  echo "guest-smoke.sh: runs inside the soft-RoCE VM: tests/softroce/run-vm.sh --cache DIR -- $0" >&2
+  exit 2
+fi
+ns_a=$TUTTI_SOFTROCE_NETNS_A ns_b=$TUTTI_SOFTROCE_NETNS_B
+hca_a=$TUTTI_SOFTROCE_HCA_A hca_b=$TUTTI_SOFTROCE_HCA_B
+addr_a=$TUTTI_SOFTROCE_ADDR_A addr_b=$TUTTI_SOFTROCE_ADDR_B
+
+write_size=1048576
+# A few hundred MiB: enough for a steady figure at the tens of MB/s that
+# emulation gives, short enough to keep the test under a minute.
+write_iters=300
+lat_size=8
+lat_iters=1000
+# No step should take more than this, even on a loaded machine; a hang fails
+# here with a message rather than at the VM's timeout.
+step_timeout=120
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# gid_index DEVICE ADDRESS: the index of DEVICE's RoCE v2 GID for the IPv4
+# ADDRESS, from sysfs: perftest's -x must name it, and its position in the
+# table depends on the order in which addresses appeared.
+gid_index() {
+  local dev=$1 addr=$2 want port path gid type
+  local IFS=.
+  # shellcheck disable=SC2086 # splitting the dotted quad is the point
+  set -- $addr
+  printf -v want '0000:0000:0000:0000:0000:ffff:%02x%02x:%02x%02x' "$1" "$2" "$3" "$4"
+  port=/sys/class/infiniband/$dev/ports/1
+  for path in "$port"/gids/*; do
+    read -r gid 2>/dev/null <"$path" || continue
+    [ "$gid" = "$want" ] || continue
+    read -r type 2>/dev/null <"$port/gid_attrs/types/${path##*/}" || continue
+    if [ "$type" = "RoCE v2" ]; then
+      echo "${path##*/}"
+      return 0
+    fi
+  done
+  echo "guest-smoke.sh: $dev has no RoCE v2 GID for $addr" >&2
+  return 1
+}
+
+# wait_listening NS PORT PID: waits until the server PID listens on TCP PORT
+# in NS (perftest's client does not retry its out-of-band connection).
+wait_listening() {
+  local ns=$1 port=$2 pid=$3 _
+  for _ in $(seq $((step_timeout * 5))); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      return 1
+    fi
+    if [ -n "$(ip netns exec "$ns" ss -Htln "sport = :$port")" ]; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  return 1
+}
+
+# perftest NAME PORT SERVER_ARGS... -- CLIENT_ARGS...: runs perftest program
+# NAME as a server on rxe_a in tutti_a and as a client on rxe_b in tutti_b,
+# leaves the client's output in $work/NAME.client; fails with both outputs.
+perftest() {
+  local name=$1 port=$2
+  shift 2
+  local server_args=()
+  while [ "$1" != "--" ]; do
+    server_args+=("$1")
+    shift
+  done
+  shift
+  local server=$work/$name.server client=$work/$name.client
+  timeout "$step_timeout" ip netns exec "$ns_a" \
+    "$name" -d "$hca_a" -x "$gid_a" -p "$port" -F "${server_args[@]}" >"$server" 2>&1 &
+  local server_pid=$!
+  local ok=1
+  if ! wait_listening "$ns_a" "$port" "$server_pid"; then
+    echo "guest-smoke.sh: $name server in $ns_a never listened on port $port" >&2
+    ok=0
+  elif ! timeout "$step_timeout" ip netns exec "$ns_b" \
+    "$name" -d "$hca_b" -x "$gid_b" -p "$port" -F "$@" "$addr_a" >"$client" 2>&1; then
+    echo "guest-smoke.sh: $name client in $ns_b failed" >&2
+    ok=0
+  fi
+  if ! wait "$server_pid"; then
+    echo "guest-smoke.sh: $name server in $ns_a failed" >&2
+    ok=0
+  fi
+  if [ "$ok" -eq 0 ]; then
+    echo "--- $name server ($ns_a, $hca_a):" >&2
+    cat "$server" >&2
+    if [ -f "$client" ]; then
+      echo "--- $name client ($ns_b, $hca_b):" >&2
+      cat "$client" >&2
+    fi
+    return 1
+  fi
+}
+
+# result_line FILE SIZE: perftest's header and result line for SIZE bytes.
+result_line() {
+  awk -v size="$2" '$1 == "#bytes" { header = $0 } $1 == size && header != "" { print header; print; found = 1 }
+                    END { exit !found }' "$1"
+}
+
+gid_a=$(gid_index "$hca_a" "$addr_a")
+gid_b=$(gid_index "$hca_b" "$addr_b")
+echo "guest-smoke.sh: $hca_a ($ns_a, $addr_a, GID index $gid_a) <- $hca_b ($ns_b, $addr_b, GID index $gid_b), RoCE v2"
+
+echo "ib_write_bw: $write_size B x $write_iters"
+perftest ib_write_bw 18515 -s "$write_size" -n "$write_iters" -- -s "$write_size" -n "$write_iters"
+write_result=$(result_line "$work/ib_write_bw.client" "$write_size") ||
+  { echo "guest-smoke.sh: no result line in ib_write_bw's output:" >&2; cat "$work/ib_write_bw.client" >&2; exit 1; }
+echo "$write_result"
+# Columns: #bytes #iterations BW_peak BW_average MsgRate.
+write_bw=$(tail -n 1 <<<"$write_result" | awk '{ print $4 }')
+
+echo "ib_send_lat: $lat_size B x $lat_iters"
+perftest ib_send_lat 18516 -s "$lat_size" -n "$lat_iters" -- -s "$lat_size" -n "$lat_iters"
+lat_result=$(result_line "$work/ib_send_lat.client" "$lat_size") ||
+  { echo "guest-smoke.sh: no result line in ib_send_lat's output:" >&2; cat "$work/ib_send_lat.client" >&2; exit 1; }
+echo "$lat_result"
+# Columns: #bytes #iterations t_min t_max t_typical t_avg t_stdev p99 p99.9.
+lat_typical=$(tail -n 1 <<<"$lat_result" | awk '{ print $5 }')
+lat_avg=$(tail -n 1 <<<"$lat_result" | awk '{ print $6 }')
+
+# A zero or missing figure means perftest ran but moved nothing.
+awk -v bw="$write_bw" -v lat="$lat_typical" 'BEGIN { exit !(bw + 0 > 0 && lat + 0 > 0) }' ||
+  { echo "guest-smoke.sh: implausible figures: bandwidth '$write_bw', latency '$lat_typical'" >&2; exit 1; }
+# An emulated CPU waiting for a busy host's scheduler makes every round trip
+# take a host tick (4 ms seen); say so rather than hand on such a reference.
+if awk -v lat="$lat_typical" 'BEGIN { exit !(lat + 0 >= 1000) }'; then
+  echo "guest-smoke.sh: warning: ib_send_lat's typical latency is $lat_typical us, a host scheduler tick:" \
+    "the host's CPUs were busy and these figures are no reference" >&2
+fi
+echo "softroce.perftest: write_bw_MBps=$write_bw send_lat_typical_usec=$lat_typical send_lat_avg_usec=$lat_avg"

@@ -1,0 +1,361 @@
+// The verbs transport. Tests tagged [softroce] need RDMA devices and run
+// inside the soft-RoCE VM (tests/softroce/run-vm.sh), where two network
+// namespaces joined by a veth pair each have an rxe device: ranks are split
+// across them, so every byte crosses real queue pairs between two "hosts".
+// The others run anywhere: parsing, GID choice, and what happens without a
+// device.
+#include <tutti/transport/verbs.hpp>
+
+#include <unistd.h>
+#include <catch2/catch.hpp>
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <tutti/communicator.hpp>
+
+#include "../support/collective_suite.hpp"
+#include "../support/error_matchers.hpp"
+#include "../support/ports.hpp"
+#include "../support/subprocess.hpp"
+
+using namespace std::chrono_literals;
+namespace tv = tutti::detail::verbs;
+
+// --- anywhere -----------------------------------------------------------------
+
+TEST_CASE("TUTTI_IB_HCA selects by prefix or exact name and port and excludes with a caret", "[verbs]") {
+  const auto any = tv::parse_hca_filter("");
+  CHECK(any.allows("mlx5_0", 1));
+
+  const auto prefix = tv::parse_hca_filter("mlx5");
+  CHECK(prefix.allows("mlx5_0", 1));
+  CHECK(prefix.allows("mlx5_11", 2));
+  CHECK_FALSE(prefix.allows("rxe0", 1));
+
+  const auto exact = tv::parse_hca_filter("=mlx5_1:1,rxe0");
+  CHECK(exact.allows("mlx5_1", 1));
+  CHECK_FALSE(exact.allows("mlx5_1", 2));
+  CHECK_FALSE(exact.allows("mlx5_11", 1));
+  CHECK(exact.allows("rxe0", 7));
+
+  const auto excluded = tv::parse_hca_filter("^mlx5_2:1");
+  CHECK_FALSE(excluded.allows("mlx5_2", 1));
+  CHECK(excluded.allows("mlx5_2", 2));
+  CHECK(excluded.allows("mlx5_0", 1));
+
+  CHECK_TUTTI_ERROR(tv::parse_hca_filter("mlx5_0:x"), tutti::errc::invalid_argument, "'mlx5_0:x' has no valid port");
+  CHECK_TUTTI_ERROR(tv::parse_hca_filter("mlx5_0:0"), tutti::errc::invalid_argument, "ports count from 1");
+  CHECK_TUTTI_ERROR(tv::parse_hca_filter("a,,b"), tutti::errc::invalid_argument, "no device name");
+}
+
+namespace {
+
+tv::gid_entry gid(int index, tv::gid_kind kind, std::array<std::uint8_t, 16> bytes) { return {index, bytes, kind}; }
+
+constexpr std::array<std::uint8_t, 16> link_local{0xfe, 0x80, 0,    0,    0,    0,    0,    0,
+                                                  0x02, 0x11, 0x22, 0xff, 0xfe, 0x33, 0x44, 0x55};
+constexpr std::array<std::uint8_t, 16> global_v6{0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+constexpr std::array<std::uint8_t, 16> mapped_v4{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 77, 0, 1};
+
+}  // namespace
+
+TEST_CASE("GID choice takes RoCE v2 with IPv4 then global IPv6 then the first valid entry", "[verbs]") {
+  using k = tv::gid_kind;
+  const std::vector<tv::gid_entry> roce{gid(0, k::roce_v1, link_local), gid(1, k::roce_v2, link_local),
+                                        gid(2, k::roce_v1, mapped_v4), gid(3, k::roce_v2, mapped_v4),
+                                        gid(4, k::roce_v2, global_v6)};
+  CHECK(tv::choose_gid(roce) == 3);
+  const std::vector<tv::gid_entry> v6_only{gid(0, k::roce_v1, link_local), gid(1, k::roce_v2, link_local),
+                                           gid(5, k::roce_v2, global_v6)};
+  CHECK(tv::choose_gid(v6_only) == 5);
+  const std::vector<tv::gid_entry> infiniband{gid(0, k::infiniband, link_local)};
+  CHECK(tv::choose_gid(infiniband) == 0);
+  CHECK_FALSE(tv::choose_gid({}).has_value());
+  CHECK(tv::format_gid(mapped_v4) == "::ffff:10.77.0.1");
+  CHECK(tv::format_gid(global_v6) == "2001:0db8:0000:0000:0000:0000:0000:0001");
+}
+
+TEST_CASE("queue pair records and port addresses round-trip and reject garbage", "[verbs]") {
+  tv::qp_info info;
+  info.qpn = 0x123456;
+  info.psn = 0xabcdef;
+  info.ring_address = 0x7fff'1234'5678;
+  info.ring_rkey = 0xdeadbeef;
+  info.slots = 16;
+  info.slot_bytes = 8192;
+  const auto back = tv::qp_info::decode(info.encode(), 3);
+  CHECK(back.qpn == info.qpn);
+  CHECK(back.psn == info.psn);
+  CHECK(back.ring_address == info.ring_address);
+  CHECK(back.ring_rkey == info.ring_rkey);
+  CHECK(back.slots == info.slots);
+  CHECK(back.slot_bytes == info.slot_bytes);
+  for (const char* bad : {"", "1,2,3", "1,2,3,4,5,x", "1,2,3,4,5,6,", "a,b,c,d,e,f"}) {
+    INFO(bad);
+    CHECK_TUTTI_ERROR(tv::qp_info::decode(bad, 3), tutti::errc::remote_failure, "rank 3 published a malformed");
+  }
+
+  tv::port_choice port;
+  port.device = "rxe_a";
+  port.port = 1;
+  port.roce = true;
+  port.gid = mapped_v4;
+  port.lid = 0;
+  port.active_mtu = IBV_MTU_4096;
+  const auto address = tv::port_address::decode(tv::port_address::encode(port), 1);
+  CHECK(address.gid == mapped_v4);
+  CHECK(address.mtu == IBV_MTU_4096);
+  CHECK(address.roce);
+  CHECK_TUTTI_ERROR(tv::port_address::decode("rxe_a:1/0/zz/5/1", 1), tutti::errc::remote_failure, "not valid");
+}
+
+// Without RDMA hardware (the host running the unit tests) verbs is
+// unavailable with its reason, a forced verbs transport is an error, and
+// auto carries on without it.
+TUTTI_TEST_WORKER(verbs_unavailable) {
+  try {
+    auto comm = tutti::communicator::from_env();
+    return 0;
+  } catch (const tutti::error& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    const bool named = e.message().find(args.at(0)) != std::string::npos;
+    return e.code() == tutti::errc::unavailable && named ? 4 : 3;
+  }
+}
+
+TEST_CASE("without a usable RDMA device verbs is unavailable with its reason", "[verbs]") {
+  if (tutti::detail::process_env("TUTTI_SOFTROCE")) return;  // the VM has devices
+  auto run = [](const std::string& library, const std::string& transport, const std::string& reason) {
+    auto p = tutti::test::subprocess::spawn("verbs_unavailable", {reason},
+                                            {{"TUTTI_RANK", "0"},
+                                             {"TUTTI_WORLD_SIZE", "1"},
+                                             {"TUTTI_STORE", tutti::test::free_store_address()},
+                                             {"TUTTI_TRANSPORT", transport},
+                                             {"TUTTI_IB_LIBRARY", library}});
+    return p.wait(30s);
+  };
+  CHECK(run("libtutti-no-such-verbs.so.1", "verbs", "cannot load libtutti-no-such-verbs.so.1") == 4);
+  CHECK(run("libibverbs.so.1", "verbs", "no RDMA device found") == 4);
+  CHECK(run("libtutti-no-such-verbs.so.1", "auto", "") == 0);
+}
+
+// --- inside the soft-RoCE VM ----------------------------------------------------
+
+namespace {
+
+struct softroce {
+  std::string netns[2];
+  std::string hca[2];
+  std::string address[2];
+
+  static softroce from_env() {
+    auto need = [](const char* name) {
+      auto v = tutti::detail::process_env(name);
+      if (!v) FAIL(name << " is not set: [softroce] tests run inside tests/softroce/run-vm.sh");
+      return *v;
+    };
+    softroce s;
+    s.netns[0] = need("TUTTI_SOFTROCE_NETNS_A");
+    s.netns[1] = need("TUTTI_SOFTROCE_NETNS_B");
+    s.hca[0] = need("TUTTI_SOFTROCE_HCA_A");
+    s.hca[1] = need("TUTTI_SOFTROCE_HCA_B");
+    s.address[0] = need("TUTTI_SOFTROCE_ADDR_A");
+    s.address[1] = need("TUTTI_SOFTROCE_ADDR_B");
+    return s;
+  }
+};
+
+std::string self_exe() {
+  char path[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", path, sizeof path - 1);
+  REQUIRE(n > 0);
+  return std::string(path, static_cast<std::size_t>(n));
+}
+
+// Runs `worker` for `ranks` ranks, the first half in namespace A and the rest
+// in B (one "host" each), rank 0 hosting the store on A's address.
+std::vector<int> run_split_world(const std::string& worker, int ranks, const tutti::tools::environment& extra,
+                                 const std::vector<std::string>& args = {}) {
+  const auto env = softroce::from_env();
+  const std::string store = "tcp://" + env.address[0] + ":" + std::to_string(20000 + (::getpid() * 7 + ranks) % 20000);
+  std::vector<tutti::tools::process> children;
+  for (int r = 0; r < ranks; ++r) {
+    const int side = r < (ranks + 1) / 2 ? 0 : 1;
+    std::vector<std::string> argv{"ip", "netns", "exec", env.netns[side], self_exe(), tutti::test::worker_flag, worker};
+    argv.insert(argv.end(), args.begin(), args.end());
+    tutti::tools::environment vars = extra;  // first: a test's own settings win
+    vars.insert(vars.end(), {{"TUTTI_RANK", std::to_string(r)},
+                             {"TUTTI_WORLD_SIZE", std::to_string(ranks)},
+                             {"TUTTI_STORE", store},
+                             {"TUTTI_TIMEOUT", "60"},
+                             {"TUTTI_HOST_ID", side == 0 ? "softroce-a" : "softroce-b"},
+                             {"TUTTI_IB_HCA", "=" + env.hca[side]},
+                             {"TUTTI_SOCKET_IFNAME", side == 0 ? "veth_a" : "veth_b"}});
+    children.push_back(tutti::tools::process::spawn(std::move(argv), vars));
+  }
+  std::vector<int> status;
+  for (auto& c : children) status.push_back(c.wait(240s));
+  return status;
+}
+
+int report(const std::exception& e) {
+  std::fprintf(stderr, "rank failed: %s\n", e.what());
+  if (const auto* t = dynamic_cast<const tutti::error*>(&e)) return 10 + static_cast<int>(t->code());
+  return 3;
+}
+
+}  // namespace
+
+TUTTI_TEST_WORKER(verbs_point_to_point) {
+  try {
+    auto comm = tutti::communicator::from_env();
+    const int peer = 1 - comm.rank();
+    if (comm.transport_to(peer).name() != "verbs") throw std::runtime_error("the peer is not reached over verbs");
+    // Ping-pong of every size class: empty, inline, eager, one byte past
+    // eager, and rendezvous of several chunks.
+    for (const std::size_t bytes : {std::size_t{0}, std::size_t{1}, std::size_t{60}, std::size_t{8192},
+                                    std::size_t{8193}, std::size_t{1} << 20, (std::size_t{4} << 20) + 3}) {
+      std::vector<std::uint8_t> out(bytes), in(bytes);
+      for (std::size_t i = 0; i < bytes; ++i)
+        out[i] = static_cast<std::uint8_t>(i * 131 + bytes + static_cast<std::size_t>(comm.rank()));
+      if (comm.rank() == 0) {
+        comm.send(std::span<const std::uint8_t>(out), peer);
+        comm.recv(std::span(in), peer);
+      } else {
+        comm.recv(std::span(in), peer);
+        comm.send(std::span<const std::uint8_t>(out), peer);
+      }
+      for (std::size_t i = 0; i < bytes; ++i) {
+        if (in[i] != static_cast<std::uint8_t>(i * 131 + bytes + static_cast<std::size_t>(peer)))
+          throw std::runtime_error("payload differs");
+      }
+    }
+    // Streaming: far more messages in flight than ring slots, small and
+    // large interleaved, both directions at once.
+    constexpr int messages = 200;
+    std::vector<std::vector<std::uint32_t>> out(messages), in(messages);
+    std::vector<tutti::p2p_op> ops;
+    for (int m = 0; m < messages; ++m) {
+      const std::size_t n = m % 7 == 3 ? 70000 : static_cast<std::size_t>(m * 13 % 900);
+      out[static_cast<std::size_t>(m)].assign(n, static_cast<std::uint32_t>(m * 1000 + comm.rank()));
+      in[static_cast<std::size_t>(m)].resize(n);
+      ops.push_back(tutti::send_op(std::span<const std::uint32_t>(out[static_cast<std::size_t>(m)]), peer));
+      ops.push_back(tutti::recv_op(std::span(in[static_cast<std::size_t>(m)]), peer));
+    }
+    comm.exchange(ops);
+    for (int m = 0; m < messages; ++m) {
+      for (const auto x : in[static_cast<std::size_t>(m)]) {
+        if (x != static_cast<std::uint32_t>(m * 1000 + peer)) throw std::runtime_error("streamed payload differs");
+      }
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    return report(e);
+  }
+}
+
+TEST_CASE("verbs point to point between two hosts from 0 B to 4 MiB", "[softroce]") {
+  for (const std::string eager : {"8192", "256"}) {
+    INFO("TUTTI_IB_EAGER_LIMIT=" << eager);
+    for (const int status :
+         run_split_world("verbs_point_to_point", 2, {{"TUTTI_TRANSPORT", "verbs"}, {"TUTTI_IB_EAGER_LIMIT", eager}})) {
+      CHECK(status == 0);
+    }
+  }
+}
+
+TUTTI_TEST_WORKER(verbs_collectives) {
+  try {
+    auto comm = tutti::communicator::from_env();
+    for (int peer = 0; peer < comm.size(); ++peer) {
+      if (peer == comm.rank() || comm.card(peer).host_id == comm.card(comm.rank()).host_id) continue;
+      if (comm.transport_to(peer).name() != "verbs") throw std::runtime_error("another host is not reached over verbs");
+    }
+    for (const std::size_t count : {std::size_t{0}, std::size_t{1}, std::size_t{1000}, std::size_t{70001}}) {
+      tutti::test::exercise(comm, count);
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    return report(e);
+  }
+}
+
+TEST_CASE("the collective suite over verbs between two hosts", "[softroce]") {
+  SECTION("every peer over verbs") {
+    for (const int status : run_split_world("verbs_collectives", 4, {{"TUTTI_TRANSPORT", "verbs"}})) {
+      CHECK(status == 0);
+    }
+  }
+  SECTION("auto: shm inside a host and verbs between hosts with TUTTI_CHECK") {
+    for (const int status :
+         run_split_world("verbs_collectives", 4, {{"TUTTI_TRANSPORT", "auto"}, {"TUTTI_CHECK", "1"}})) {
+      CHECK(status == 0);
+    }
+  }
+}
+
+TUTTI_TEST_WORKER(verbs_wrong_size) {
+  try {
+    auto comm = tutti::communicator::from_env();
+    const std::size_t bytes = std::stoul(args.at(0));
+    std::vector<std::uint8_t> buffer(comm.rank() == 0 ? bytes : bytes + 8);
+    if (comm.rank() == 0) {
+      comm.send(std::span<const std::uint8_t>(buffer), 1);
+    } else {
+      comm.recv(std::span(buffer), 0);
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    return report(e);
+  }
+}
+
+TEST_CASE("a receive of the wrong size over verbs is a mismatch", "[softroce]") {
+  for (const std::string bytes : {"100", "100000"}) {
+    INFO(bytes << " bytes sent");
+    const auto status =
+        run_split_world("verbs_wrong_size", 2, {{"TUTTI_TRANSPORT", "verbs"}, {"TUTTI_TIMEOUT", "8"}}, {bytes});
+    // The receiver sees the mismatch. The sender completes (eager: its
+    // message left before the receiver looked) or waits for a clear to send
+    // that never comes until its timeout.
+    CHECK(status[1] == 10 + static_cast<int>(tutti::errc::mismatch));
+    CHECK((status[0] == 0 || status[0] == 10 + static_cast<int>(tutti::errc::timeout)));
+  }
+}
+
+TUTTI_TEST_WORKER(verbs_dead_peer) {
+  try {
+    auto comm = tutti::communicator::from_env();
+    std::vector<std::uint8_t> buffer(std::size_t{1} << 20);
+    comm.barrier();
+    if (comm.rank() == 1) ::_exit(0);  // dies without a word
+    ::usleep(200000);
+    const auto started = std::chrono::steady_clock::now();
+    try {
+      for (int i = 0; i < 100; ++i) comm.send(std::span<const std::uint8_t>(buffer), 1);
+    } catch (const tutti::error& e) {
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      std::fprintf(stderr, "survivor: %s (after %.1f s)\n", e.what(), seconds);
+      // A completion error on hardware whose adapter gives up on a QP that
+      // is gone; soft-RoCE (Linux 6.1) never completes such a write, so
+      // there the timeout ends it. Either way the error names the peer and
+      // comes within the timeout.
+      const bool named = e.message().find("rank 1") != std::string::npos;
+      const bool kind = e.code() == tutti::errc::remote_failure || e.code() == tutti::errc::timeout;
+      return named && kind && seconds < 12 ? 5 : 6;
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    return report(e);
+  }
+}
+
+TEST_CASE("a peer that dies fails the survivor naming it within the timeout", "[softroce]") {
+  const auto status = run_split_world("verbs_dead_peer", 2, {{"TUTTI_TRANSPORT", "verbs"}, {"TUTTI_TIMEOUT", "8"}});
+  CHECK(status[0] == 5);
+}

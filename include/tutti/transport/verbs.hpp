@@ -835,7 +835,8 @@ class verbs_transport final : public transport {
                      false)) {
         probe_in_flight_ = true;
         last_heard_ = now;
-        tutti::detail::log(tutti::detail::log_level::debug, "verbs: rank ", owner_.rank_, " probes silent rank ", peer());
+        tutti::detail::log(tutti::detail::log_level::debug, "verbs: rank ", owner_.rank_, " probes silent rank ",
+                           peer());
       }
     }
 

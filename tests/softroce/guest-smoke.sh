@@ -31,29 +31,6 @@ step_timeout=120
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# gid_index DEVICE ADDRESS: the index of DEVICE's RoCE v2 GID for the IPv4
-# ADDRESS, from sysfs: perftest's -x must name it, and its position in the
-# table depends on the order in which addresses appeared.
-gid_index() {
-  local dev=$1 addr=$2 want port path gid type
-  local IFS=.
-  # shellcheck disable=SC2086 # splitting the dotted quad is the point
-  set -- $addr
-  printf -v want '0000:0000:0000:0000:0000:ffff:%02x%02x:%02x%02x' "$1" "$2" "$3" "$4"
-  port=/sys/class/infiniband/$dev/ports/1
-  for path in "$port"/gids/*; do
-    read -r gid 2>/dev/null <"$path" || continue
-    [ "$gid" = "$want" ] || continue
-    read -r type 2>/dev/null <"$port/gid_attrs/types/${path##*/}" || continue
-    if [ "$type" = "RoCE v2" ]; then
-      echo "${path##*/}"
-      return 0
-    fi
-  done
-  echo "guest-smoke.sh: $dev has no RoCE v2 GID for $addr" >&2
-  return 1
-}
-
 # wait_listening NS PORT PID: waits until the server PID listens on TCP PORT
 # in NS (perftest's client does not retry its out-of-band connection).
 wait_listening() {
@@ -116,8 +93,9 @@ result_line() {
                     END { exit !found }' "$1"
 }
 
-gid_a=$(gid_index "$hca_a" "$addr_a")
-gid_b=$(gid_index "$hca_b" "$addr_b")
+# run-vm.sh found each address's RoCE v2 GID index (perftest's -x needs it).
+gid_a=$TUTTI_SOFTROCE_GID_INDEX_A
+gid_b=$TUTTI_SOFTROCE_GID_INDEX_B
 echo "guest-smoke.sh: $hca_a ($ns_a, $addr_a, GID index $gid_a) <- $hca_b ($ns_b, $addr_b, GID index $gid_b), RoCE v2"
 
 echo "ib_write_bw: $write_size B x $write_iters"

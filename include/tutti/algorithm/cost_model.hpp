@@ -94,6 +94,7 @@
 #include <tutti/algorithm/partition.hpp>
 #include <tutti/algorithm/reduce.hpp>
 #include <tutti/algorithm/reduce_scatter.hpp>
+#include <tutti/detail/list_text.hpp>
 #include <tutti/error.hpp>
 
 namespace tutti::algorithm {
@@ -161,19 +162,11 @@ inline double parse_cost_number(std::string_view key, std::string_view value) {
 // reduce_gbps (GB/s; sets gamma). Costs must not be negative and
 // bandwidths must be positive.
 inline cost_model parse_cost_model(std::string_view text, cost_model base) {
-  while (!text.empty()) {
-    const auto comma = text.find(',');
-    const std::string_view item = text.substr(0, comma);
-    text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
-    const auto eq = item.find('=');
-    if (eq == std::string_view::npos) {
-      tutti::detail::fail(errc::invalid_argument, "cost model: '", item, "' is not key=value");
-    }
-    const std::string_view key = item.substr(0, eq);
-    const std::string_view value = item.substr(eq + 1);
+  tutti::detail::for_each_item(text, [&](std::string_view item) {
+    const auto [key, value] = tutti::detail::split_assignment(item, "cost model", "key=value");
     if (key == "link") {
       base.link = cost_model::for_links(value).link;
-      continue;
+      return;
     }
     double* target = nullptr;
     bool bandwidth = false;
@@ -200,7 +193,7 @@ inline cost_model parse_cost_model(std::string_view text, cost_model base) {
     }
     if (number < 0) tutti::detail::fail(errc::invalid_argument, "cost model: ", key, "=", value, " is negative");
     *target = bandwidth ? us_per_byte(number) : number;
-  }
+  });
   return base;
 }
 

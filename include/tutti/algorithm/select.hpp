@@ -16,6 +16,7 @@
 #include <tutti/algorithm/collective.hpp>
 #include <tutti/algorithm/cost_model.hpp>
 #include <tutti/algorithm/registry.hpp>
+#include <tutti/detail/list_text.hpp>
 #include <tutti/error.hpp>
 
 namespace tutti::algorithm {
@@ -23,16 +24,8 @@ namespace tutti::algorithm {
 // Parses "collective=algorithm,..." and checks every name.
 inline std::map<collective, std::string> parse_algorithm_overrides(std::string_view text) {
   std::map<collective, std::string> out;
-  while (!text.empty()) {
-    const auto comma = text.find(',');
-    const std::string_view item = text.substr(0, comma);
-    text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
-    const auto eq = item.find('=');
-    if (eq == std::string_view::npos) {
-      tutti::detail::fail(errc::invalid_argument, "TUTTI_ALGO: '", item, "' is not collective=algorithm");
-    }
-    const std::string_view name = item.substr(0, eq);
-    const std::string_view algorithm = item.substr(eq + 1);
+  tutti::detail::for_each_item(text, [&](std::string_view item) {
+    const auto [name, algorithm] = tutti::detail::split_assignment(item, "TUTTI_ALGO", "collective=algorithm");
     bool known = false;
     for (int k = 0; k <= static_cast<int>(collective::barrier); ++k) {
       const auto kind = static_cast<collective>(k);
@@ -51,7 +44,7 @@ inline std::map<collective, std::string> parse_algorithm_overrides(std::string_v
       out[kind] = std::string(algorithm);
     }
     if (!known) tutti::detail::fail(errc::invalid_argument, "TUTTI_ALGO: unknown collective '", name, "'");
-  }
+  });
   return out;
 }
 

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include <tutti/detail/env.hpp>
+#include <tutti/detail/list_text.hpp>
 #include <tutti/error.hpp>
 #include <tutti/transport/verbs/loader.hpp>
 
@@ -68,10 +69,7 @@ inline hca_filter parse_hca_filter(std::string_view text) {
     out.exact = true;
     text.remove_prefix(1);
   }
-  while (!text.empty()) {
-    const auto comma = text.find(',');
-    const std::string_view item = text.substr(0, comma);
-    text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
+  for_each_item(text, [&](std::string_view item) {
     hca_filter::entry e;
     const auto colon = item.find(':');
     e.device = std::string(item.substr(0, colon));
@@ -84,7 +82,7 @@ inline hca_filter parse_hca_filter(std::string_view text) {
     }
     if (e.device.empty()) fail(errc::invalid_argument, "TUTTI_IB_HCA: an entry has no device name");
     out.entries.push_back(std::move(e));
-  }
+  });
   return out;
 }
 

@@ -343,3 +343,37 @@ TEST_CASE("every rank ranks algorithms with the same calibrated or given cost mo
                                         }()),
                     Catch::Contains("alpha_us"));
 }
+
+namespace {
+
+// A user-defined op with state: adding, saturating at `limit` (associative
+// and commutative for non-negative inputs, as reductions must be).
+struct capped_sum {
+  std::int64_t limit;
+  std::int64_t operator()(std::int64_t a, std::int64_t b) const { return std::min(a + b, limit); }
+};
+
+}  // namespace
+
+TEST_CASE("user-defined ops with state reduce through blocking and async calls", "[collectives]") {
+  for (const std::string algorithms : {"all_reduce=ring,reduce_scatter=ring", "all_reduce=recursive_doubling"}) {
+    INFO(algorithms);
+    check_passed(thread_world(3, algorithms, [](tutti::communicator& comm) {
+      const std::size_t count = 5000;
+      std::vector<std::int64_t> v(count), w(count);
+      for (std::size_t i = 0; i < count; ++i) v[i] = w[i] = static_cast<std::int64_t>(i % 100) + comm.rank();
+      comm.all_reduce(std::span<std::int64_t>(v), capped_sum{150});
+      // The async call's op is a temporary: the queued call keeps its own copy.
+      auto r = comm.all_reduce_async(std::span<std::int64_t>(w), capped_sum{120});
+      r.wait();
+      for (std::size_t i = 0; i < count; ++i) {
+        const std::int64_t total = 3 * static_cast<std::int64_t>(i % 100) + 3;
+        expect(v[i] == std::min<std::int64_t>(total, 150), "capped sum at 150");
+        expect(w[i] == std::min<std::int64_t>(total, 120), "capped sum at 120 through a request");
+      }
+      std::vector<std::int64_t> blocks(3 * 10, 100), mine(10);
+      comm.reduce_scatter(std::span<const std::int64_t>(blocks), std::span<std::int64_t>(mine), capped_sum{250});
+      for (const auto x : mine) expect(x == 250, "capped reduce_scatter");
+    }));
+  }
+}

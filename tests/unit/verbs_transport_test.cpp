@@ -218,8 +218,9 @@ TUTTI_TEST_WORKER(verbs_point_to_point) {
     if (comm.transport_to(peer).name() != "verbs") throw std::runtime_error("the peer is not reached over verbs");
     // Ping-pong of every size class: empty, inline, eager, one byte past
     // eager, and rendezvous of several chunks.
-    for (const std::size_t bytes : {std::size_t{0}, std::size_t{1}, std::size_t{60}, std::size_t{8192},
-                                    std::size_t{8193}, std::size_t{1} << 20, (std::size_t{4} << 20) + 3}) {
+    for (const std::size_t bytes :
+         {std::size_t{0}, std::size_t{1}, std::size_t{60}, std::size_t{8192}, std::size_t{8193}, std::size_t{1} << 20,
+          (std::size_t{4} << 20) + 3, std::size_t{16} << 20}) {
       std::vector<std::uint8_t> out(bytes), in(bytes);
       for (std::size_t i = 0; i < bytes; ++i)
         out[i] = static_cast<std::uint8_t>(i * 131 + bytes + static_cast<std::size_t>(comm.rank()));
@@ -259,7 +260,7 @@ TUTTI_TEST_WORKER(verbs_point_to_point) {
   }
 }
 
-TEST_CASE("verbs point to point between two hosts from 0 B to 4 MiB", "[softroce]") {
+TEST_CASE("verbs point to point between two hosts from 0 B to 16 MiB", "[softroce]") {
   for (const std::string eager : {"8192", "256"}) {
     INFO("TUTTI_IB_EAGER_LIMIT=" << eager);
     for (const int status :
@@ -287,8 +288,11 @@ TUTTI_TEST_WORKER(verbs_collectives) {
 
 TEST_CASE("the collective suite over verbs between two hosts", "[softroce]") {
   SECTION("every peer over verbs") {
-    for (const int status : run_split_world("verbs_collectives", 4, {{"TUTTI_TRANSPORT", "verbs"}})) {
-      CHECK(status == 0);
+    for (const int ranks : {2, 4}) {
+      INFO(ranks << " ranks");
+      for (const int status : run_split_world("verbs_collectives", ranks, {{"TUTTI_TRANSPORT", "verbs"}})) {
+        CHECK(status == 0);
+      }
     }
   }
   SECTION("auto: shm inside a host and verbs between hosts with TUTTI_CHECK") {

@@ -218,10 +218,8 @@ class inproc_transport final : public transport {
     const std::string my_pid = tutti::detail::concat(::getpid(), '/');
     for (const int peer : peers) {
       const auto& card = cards[static_cast<std::size_t>(peer)];
-      std::string theirs;
-      for (const auto& [transport_name, address] : card.endpoints) {
-        if (transport_name == "inproc") theirs = address;
-      }
+      const std::string* published = card.endpoint_of("inproc");
+      const std::string theirs = published != nullptr ? *published : std::string();
       if (!theirs.starts_with(my_pid)) {
         tutti::detail::fail(errc::unavailable, "inproc: rank ", peer, " (", card.describe(),
                             ") is not a thread of this process");

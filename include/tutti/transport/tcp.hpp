@@ -262,10 +262,7 @@ class tcp_transport final : public transport {
         if (c.rank == peer) card = &c;
       }
       if (card == nullptr) tutti::detail::fail(errc::invalid_argument, "tcp: no address card for rank ", peer);
-      const std::string* text = nullptr;
-      for (const auto& [transport_name, address] : card->endpoints) {
-        if (transport_name == name()) text = &address;
-      }
+      const std::string* text = card->endpoint_of(name());
       if (text == nullptr) {
         tutti::detail::fail(errc::unavailable, "tcp: rank ", peer, " (", card->describe(), ") has no tcp endpoint");
       }

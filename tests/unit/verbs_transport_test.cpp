@@ -6,6 +6,7 @@
 // device.
 #include <tutti/transport/verbs.hpp>
 
+#include <signal.h>
 #include <unistd.h>
 #include <catch2/catch.hpp>
 
@@ -13,7 +14,12 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <fstream>
+#include <map>
+#include <optional>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include <tutti/communicator.hpp>
@@ -308,10 +314,20 @@ TUTTI_TEST_WORKER(verbs_wrong_size) {
     auto comm = tutti::communicator::from_env();
     const std::size_t bytes = std::stoul(args.at(0));
     std::vector<std::uint8_t> buffer(comm.rank() == 0 ? bytes : bytes + 8);
-    if (comm.rank() == 0) {
-      comm.send(std::span<const std::uint8_t>(buffer), 1);
-    } else {
-      comm.recv(std::span(buffer), 0);
+    const auto started = std::chrono::steady_clock::now();
+    try {
+      if (comm.rank() == 0) {
+        comm.send(std::span<const std::uint8_t>(buffer), 1);
+      } else {
+        comm.recv(std::span(buffer), 0);
+      }
+    } catch (const tutti::error& e) {
+      // Both ends name the other and the two sizes, and do so at once.
+      const bool named = e.message().find(tutti::detail::concat("rank ", 1 - comm.rank())) != std::string::npos &&
+                         e.message().find(std::to_string(bytes)) != std::string::npos &&
+                         e.message().find(std::to_string(bytes + 8)) != std::string::npos;
+      if (!named || std::chrono::steady_clock::now() - started > 20s) return 6;
+      throw;
     }
     return 0;
   } catch (const std::exception& e) {
@@ -320,38 +336,60 @@ TUTTI_TEST_WORKER(verbs_wrong_size) {
 }
 
 TEST_CASE("a receive of the wrong size over verbs is a mismatch", "[softroce]") {
-  for (const std::string bytes : {"100", "100000"}) {
+  const int mismatch = 10 + static_cast<int>(tutti::errc::mismatch);
+  // An eager sender is done before the receiver looks; a rendezvous sender
+  // is rejected and fails too, well before its timeout (60 s would show as
+  // a timeout status).
+  for (const auto& [bytes, sender] : {std::pair{"100", 0}, std::pair{"100000", mismatch}}) {
     INFO(bytes << " bytes sent");
     const auto status =
-        run_split_world("verbs_wrong_size", 2, {{"TUTTI_TRANSPORT", "verbs"}, {"TUTTI_TIMEOUT", "8"}}, {bytes});
-    // The receiver sees the mismatch. The sender completes (eager: its
-    // message left before the receiver looked) or waits for a clear to send
-    // that never comes until its timeout.
-    CHECK(status[1] == 10 + static_cast<int>(tutti::errc::mismatch));
-    CHECK((status[0] == 0 || status[0] == 10 + static_cast<int>(tutti::errc::timeout)));
+        run_split_world("verbs_wrong_size", 2, {{"TUTTI_TRANSPORT", "verbs"}, {"TUTTI_TIMEOUT", "60"}}, {bytes});
+    CHECK(status[1] == mismatch);
+    CHECK(status[0] == sender);
   }
 }
 
+// Rank 1 is killed in the middle of a stream of 1 MiB messages: rank 0
+// sends them (its writes go unanswered) or receives them (it waits on a
+// silent peer, which its probes find dead).
 TUTTI_TEST_WORKER(verbs_dead_peer) {
   try {
     auto comm = tutti::communicator::from_env();
+    const bool survivor_sends = args.at(0) == "send";
     std::vector<std::uint8_t> buffer(std::size_t{1} << 20);
+    const auto bytes = std::span(buffer);
     comm.barrier();
-    if (comm.rank() == 1) ::_exit(0);  // dies without a word
-    ::usleep(200000);
+    if (comm.rank() == 1) {
+      for (int i = 0; i < 3; ++i) {
+        if (survivor_sends) {
+          comm.recv(bytes, 0);
+        } else {
+          comm.send(std::span<const std::uint8_t>(bytes), 0);
+        }
+      }
+      ::kill(::getpid(), SIGKILL);
+    }
     const auto started = std::chrono::steady_clock::now();
     try {
-      for (int i = 0; i < 100; ++i) comm.send(std::span<const std::uint8_t>(buffer), 1);
+      for (int i = 0; i < 100; ++i) {
+        if (survivor_sends) {
+          comm.send(std::span<const std::uint8_t>(bytes), 1);
+        } else {
+          comm.recv(bytes, 1);
+        }
+      }
     } catch (const tutti::error& e) {
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
       std::fprintf(stderr, "survivor: %s (after %.1f s)\n", e.what(), seconds);
-      // A completion error on hardware whose adapter gives up on a QP that
-      // is gone; soft-RoCE (Linux 6.1) never completes such a write, so
-      // there the timeout ends it. Either way the error names the peer and
-      // comes within the timeout.
-      const bool named = e.message().find("rank 1") != std::string::npos;
-      const bool kind = e.code() == tutti::errc::remote_failure || e.code() == tutti::errc::timeout;
-      return named && kind && seconds < 12 ? 5 : 6;
+      // The adapter's retries end in a completion error (status 12, retry
+      // exceeded) naming the peer, well within the communicator's timeout;
+      // as a wrong GID index gives the same status, it names the GID used
+      // and how to choose another.
+      const auto gid = tv::format_gid(tv::open_port(tutti::detail::process_env).port().gid);
+      const bool named =
+          e.message().find("rank 1") != std::string::npos && e.message().find("status 12") != std::string::npos &&
+          e.message().find(gid) != std::string::npos && e.message().find("TUTTI_IB_GID_INDEX") != std::string::npos;
+      return named && e.code() == tutti::errc::remote_failure && seconds < 8 ? 5 : 6;
     }
     return 0;
   } catch (const std::exception& e) {
@@ -359,7 +397,231 @@ TUTTI_TEST_WORKER(verbs_dead_peer) {
   }
 }
 
-TEST_CASE("a peer that dies fails the survivor naming it within the timeout", "[softroce]") {
-  const auto status = run_split_world("verbs_dead_peer", 2, {{"TUTTI_TRANSPORT", "verbs"}, {"TUTTI_TIMEOUT", "8"}});
-  CHECK(status[0] == 5);
+TEST_CASE("a peer killed mid-transfer fails the survivor with remote_failure naming it", "[softroce]") {
+  for (const std::string role : {"send", "recv"}) {
+    INFO("the survivor is to " << role);
+    const auto status =
+        run_split_world("verbs_dead_peer", 2, {{"TUTTI_TRANSPORT", "verbs"}, {"TUTTI_TIMEOUT", "30"}}, {role});
+    CHECK(status[0] == 5);
+  }
+}
+
+// --- device discovery, addressing, registration --------------------------------
+
+namespace {
+
+// The GID table of `hca` as the kernel shows it in sysfs, independent of
+// the code under test: index -> (address text, type).
+std::vector<std::tuple<int, std::string, std::string>> sysfs_gids(const std::string& hca) {
+  std::vector<std::tuple<int, std::string, std::string>> out;
+  const std::string port = "/sys/class/infiniband/" + hca + "/ports/1/";
+  for (int i = 0; i < 16; ++i) {
+    std::ifstream gid(port + "gids/" + std::to_string(i)), type(port + "gid_attrs/types/" + std::to_string(i));
+    std::string g, t;
+    if (!std::getline(gid, g) || !std::getline(type, t)) continue;
+    if (g == "0000:0000:0000:0000:0000:0000:0000:0000") continue;
+    out.emplace_back(i, g, t);
+  }
+  return out;
+}
+
+tutti::detail::env_lookup env_of(std::map<std::string, std::string, std::less<>> vars) {
+  return [vars = std::move(vars)](std::string_view name) -> std::optional<std::string> {
+    const auto found = vars.find(name);
+    if (found == vars.end()) return std::nullopt;
+    return found->second;
+  };
+}
+
+}  // namespace
+
+TEST_CASE("device discovery picks the active rxe port and its RoCE v2 IPv4 GID", "[softroce]") {
+  const auto env = softroce::from_env();
+  for (int side = 0; side < 2; ++side) {
+    INFO(env.hca[side]);
+    const auto device = tv::open_port(env_of({{"TUTTI_IB_HCA", "=" + env.hca[side]}}));
+    const auto& port = device.port();
+    CHECK(port.device == env.hca[side]);
+    CHECK(port.port == 1);
+    CHECK(port.roce);
+    CHECK(port.gid_index == std::stoi(*tutti::detail::process_env(side == 0 ? "TUTTI_SOFTROCE_GID_INDEX_A"
+                                                                            : "TUTTI_SOFTROCE_GID_INDEX_B")));
+    CHECK(tv::format_gid(port.gid) == "::ffff:" + env.address[side]);
+    CHECK(tv::mtu_bytes(port.active_mtu) >= 1024);
+  }
+  // Excluding one device leaves the other; a filter matching nothing lists
+  // what there was.
+  CHECK(tv::open_port(env_of({{"TUTTI_IB_HCA", "^" + env.hca[0]}})).port().device == env.hca[1]);
+  CHECK_TUTTI_ERROR(tv::open_port(env_of({{"TUTTI_IB_HCA", "=mlx5_0"}})), tutti::errc::unavailable,
+                    env.hca[0] + ":1 (excluded by TUTTI_IB_HCA)");
+  // An explicit GID index is used as given, and an empty entry is refused.
+  const auto gids = sysfs_gids(env.hca[0]);
+  REQUIRE(!gids.empty());
+  const int first = std::get<0>(gids.front());
+  CHECK(tv::open_port(env_of({{"TUTTI_IB_HCA", "=" + env.hca[0]}, {"TUTTI_IB_GID_INDEX", std::to_string(first)}}))
+            .port()
+            .gid_index == first);
+  CHECK_TUTTI_ERROR(tv::open_port(env_of({{"TUTTI_IB_HCA", "=" + env.hca[0]}, {"TUTTI_IB_GID_INDEX", "15"}})),
+                    tutti::errc::invalid_argument, "TUTTI_IB_GID_INDEX=15 is not a valid GID of " + env.hca[0]);
+}
+
+// Rank 1 addresses its port by the GID index given as the argument, which
+// is not the one rank 0 can reach.
+TUTTI_TEST_WORKER(verbs_wrong_gid) {
+  try {
+    const bool wrong = tutti::detail::process_env("TUTTI_RANK") == "1";
+    if (wrong) ::setenv("TUTTI_IB_GID_INDEX", args.at(0).c_str(), 1);
+    try {
+      // Construction already talks to the peer (calibration).
+      auto comm = tutti::communicator::from_env();
+      std::vector<std::uint8_t> buffer(64);
+      if (comm.rank() == 0) {
+        comm.send(std::span<const std::uint8_t>(buffer), 1);
+        comm.recv(std::span(buffer), 1);
+      } else {
+        comm.recv(std::span(buffer), 0);
+        comm.send(std::span<const std::uint8_t>(buffer), 0);
+      }
+    } catch (const tutti::error& e) {
+      std::fprintf(stderr, "%s: %s\n", wrong ? "wrong GID" : "right GID", e.what());
+      // The error says which GID this rank used and how to choose another.
+      const auto used = tv::open_port(tutti::detail::process_env).port().gid;
+      const bool helpful = e.message().find(tv::format_gid(used)) != std::string::npos &&
+                           e.message().find("TUTTI_IB_GID_INDEX") != std::string::npos;
+      return helpful ? 5 : 6;
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    return report(e);
+  }
+}
+
+TEST_CASE("GIDs of different families are an error naming the GID and TUTTI_IB_GID_INDEX", "[softroce]") {
+  const auto env = softroce::from_env();
+  // Rank 1 takes rxe_b's IPv6 link-local GID, rank 0 its IPv4 one: the
+  // address vectors are refused when connecting. (The other face of a wrong
+  // GID, writes that are never acknowledged, ends in the retry-exceeded
+  // completion error that the dead-peer test checks: in this one-kernel VM
+  // rxe delivers even to an address that routing blackholes, so a valid but
+  // unreachable IPv4 GID cannot be staged here.)
+  std::optional<int> wrong;
+  for (const auto& [index, gid, type] : sysfs_gids(env.hca[1])) {
+    if (gid.starts_with("fe80") && type == "RoCE v2") wrong = index;
+  }
+  REQUIRE(wrong);
+  const auto status = run_split_world("verbs_wrong_gid", 2, {{"TUTTI_TRANSPORT", "verbs"}, {"TUTTI_TIMEOUT", "30"}},
+                                      {std::to_string(*wrong)});
+  // Both fail (a rank may see its peer fail first, which is an error too):
+  // at least one says which GID it used and what to change.
+  CHECK(status[0] != 0);
+  CHECK(status[1] != 0);
+  CHECK((status[0] == 5 || status[1] == 5));
+}
+
+TEST_CASE("the registration cache reuses covering regions and evicts the least recently used", "[softroce]") {
+  const auto env = softroce::from_env();
+  const auto device = tv::open_port(env_of({{"TUTTI_IB_HCA", "=" + env.hca[0]}}));
+  const auto& f = tv::libibverbs().functions;
+  ibv_pd* pd = f.alloc_pd(device.context());
+  REQUIRE(pd != nullptr);
+  constexpr std::size_t mib = std::size_t{1} << 20;
+  std::vector<std::vector<std::byte>> buffers(5, std::vector<std::byte>(mib));
+  auto* a = buffers[0].data();
+  auto* b = buffers[1].data();
+  auto* c = buffers[2].data();
+  {
+    // Room for two of the page-rounded 1 MiB regions, not three.
+    tv::registration_cache cache(f, pd, true, 2 * mib + 2 * 8192);
+    auto lease = cache.acquire(a, mib);
+    REQUIRE(lease.mr != nullptr);
+    cache.release(lease);
+    const auto again = cache.acquire(a + 100, 1000);  // inside a's region: a hit
+    CHECK(again.mr == lease.mr);
+    cache.release(again);
+    CHECK(cache.activity().registrations == 1);
+    CHECK(cache.activity().hits == 1);
+
+    cache.release(cache.acquire(b, mib));
+    cache.release(cache.acquire(a, mib));  // a is now the most recently used
+    cache.release(cache.acquire(c, mib));  // over budget: b goes
+    CHECK(cache.activity().evictions == 1);
+    CHECK(cache.regions() == 2);
+    const auto hits = cache.activity().hits;
+    cache.release(cache.acquire(a, mib));
+    CHECK(cache.activity().hits == hits + 1);
+    cache.release(cache.acquire(b, mib));  // registered again
+    CHECK(cache.activity().registrations == 4);
+
+    // Regions in use or pinned are never evicted, whatever the budget.
+    const auto held = cache.acquire(buffers[3].data(), mib);
+    cache.pin(buffers[4].data(), mib);
+    for (int i = 0; i < 3; ++i) cache.release(cache.acquire(buffers[static_cast<std::size_t>(i)].data(), mib));
+    const auto held_again = cache.acquire(buffers[3].data(), mib);
+    CHECK(held_again.mr == held.mr);
+    cache.release(held_again);
+    cache.release(held);
+    const auto before = cache.activity().registrations;
+    cache.release(cache.acquire(buffers[4].data(), mib));
+    CHECK(cache.activity().registrations == before);
+    cache.unpin(buffers[4].data());
+  }
+  {
+    // Without implicit caching a region lives for its transfer only, and
+    // register_memory's pins stay.
+    tv::registration_cache cache(f, pd, false, 1ULL << 30);
+    cache.release(cache.acquire(a, mib));
+    cache.release(cache.acquire(a, mib));
+    CHECK(cache.activity().registrations == 2);
+    CHECK(cache.regions() == 0);
+    cache.pin(b, mib);
+    cache.release(cache.acquire(b, 4096));
+    CHECK(cache.activity().registrations == 3);
+    CHECK(cache.regions() == 1);
+    cache.unpin(b);
+    CHECK(cache.regions() == 0);
+  }
+  f.dealloc_pd(pd);
+}
+
+// Rendezvous transfers of one buffer: registered once with the cache or
+// register_memory, once per transfer without (args: "cache", "pinned",
+// "none").
+TUTTI_TEST_WORKER(verbs_registration_reuse) {
+  try {
+    auto comm = tutti::communicator::from_env();
+    const int peer = 1 - comm.rank();
+    std::vector<std::uint8_t> buffer(std::size_t{1} << 20);
+    if (args.at(0) == "pinned") comm.register_memory(std::span<const std::uint8_t>(buffer));
+    auto& verbs = dynamic_cast<tutti::transport::verbs_transport&>(comm.transport_to(peer));
+    const auto before = verbs.registrations().activity();
+    constexpr int transfers = 10;
+    for (int i = 0; i < transfers; ++i) {
+      if (comm.rank() == 0) {
+        comm.send(std::span<const std::uint8_t>(buffer), peer);
+      } else {
+        comm.recv(std::span(buffer), peer);
+      }
+    }
+    const auto after = verbs.registrations().activity();
+    const auto registered = after.registrations - before.registrations;
+    std::fprintf(stderr, "rank %d (%s): %llu registrations, %llu hits\n", comm.rank(), args.at(0).c_str(),
+                 static_cast<unsigned long long>(registered),
+                 static_cast<unsigned long long>(after.hits - before.hits));
+    const std::uint64_t expected = args.at(0) == "none" ? transfers : args.at(0) == "cache" ? 1 : 0;
+    if (args.at(0) == "pinned") comm.unregister_memory(std::span<const std::uint8_t>(buffer));
+    return registered == expected ? 0 : 6;
+  } catch (const std::exception& e) {
+    return report(e);
+  }
+}
+
+TEST_CASE("rendezvous buffers are registered once with the cache or register_memory", "[softroce]") {
+  for (const std::string mode : {"none", "cache", "pinned"}) {
+    INFO(mode);
+    const auto status =
+        run_split_world("verbs_registration_reuse", 2,
+                        {{"TUTTI_TRANSPORT", "verbs"}, {"TUTTI_IB_REG_CACHE", mode == "cache" ? "1" : "0"}}, {mode});
+    CHECK(status[0] == 0);
+    CHECK(status[1] == 0);
+  }
 }

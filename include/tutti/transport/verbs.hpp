@@ -29,7 +29,8 @@
 // Rendezvous (larger messages): the sender announces the size in a ready to
 // send slot message; the receiver, once its receive is posted and the size
 // matches, registers the destination and answers clear to send with its
-// address and rkey; the sender registers its source and RDMA WRITEs straight
+// address and rkey (or, when the size differs, rejects it, so both ends fail
+// with the mismatch rather than the sender timing out); the sender registers its source and RDMA WRITEs straight
 // into the destination in chunks (TUTTI_IB_CHUNK_BYTES, several in flight),
 // the last one WITH IMMEDIATE, which tells the receiver the data is in place
 // (RC delivers in order). Later sends on the channel wait until that last
@@ -38,7 +39,8 @@
 //
 // Failure: a channel waiting on a silent peer probes it every second with a
 // zero-byte RDMA WRITE, which the peer's adapter acknowledges on its own;
-// a dead peer's QP does not, and the retries end in a completion error. A
+// a dead peer's QP does not, and the retries end in a completion error
+// (TUTTI_IB_TIMEOUT, TUTTI_IB_RETRY_CNT: about half a second by default). A
 // completion error is decoded (status string, vendor error) and
 // fails the channel of the QP it came from, naming the peer and the QP; the
 // wrong-GID-index symptom (status 12, retry exceeded) says which GID was
@@ -47,7 +49,8 @@
 //
 // Environment: TUTTI_IB_HCA, TUTTI_IB_GID_INDEX (verbs/device.hpp),
 // TUTTI_IB_EAGER_LIMIT, TUTTI_IB_SLOTS, TUTTI_IB_CHUNK_BYTES,
-// TUTTI_IB_REG_CACHE (verbs/memory.hpp), TUTTI_IB_LIBRARY (loader.hpp).
+// TUTTI_IB_TIMEOUT, TUTTI_IB_RETRY_CNT, TUTTI_IB_REG_CACHE and
+// TUTTI_IB_REG_CACHE_BYTES (verbs/memory.hpp), TUTTI_IB_LIBRARY (loader.hpp).
 #pragma once
 
 #include <arpa/inet.h>
@@ -64,6 +67,7 @@
 #include <cstdint>
 #include <cstring>
 #include <deque>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <span>
@@ -96,6 +100,9 @@ inline std::uint32_t make_imm(imm_type t, std::uint32_t value) noexcept {
 struct control {
   static constexpr std::uint32_t ready_to_send = 1;
   static constexpr std::uint32_t clear_to_send = 2;
+  // The announced size does not match the posted receive (`bytes`): the
+  // sender fails with a mismatch instead of waiting for clear to send.
+  static constexpr std::uint32_t reject = 3;
   std::uint32_t kind = 0;
   std::uint32_t rkey = 0;
   std::uint64_t address = 0;
@@ -108,6 +115,12 @@ struct settings {
   std::size_t chunk_bytes = std::size_t{1} << 20;
   bool cache_registrations = false;
   std::size_t cache_budget = std::size_t{1} << 30;
+  // The local ACK timeout exponent (4.096 us x 2^timeout per try) and the
+  // retries before a silent peer is a completion error: 14 and 6 detect a
+  // dead peer in about half a second. Not 7 retries: soft-RoCE reads a
+  // retry count of 7 as "retry forever", as the spec does only for RNR.
+  std::uint8_t ack_timeout = 14;
+  std::uint8_t retry_count = 6;
 
   static settings from(const env_lookup& env) {
     settings s;
@@ -120,6 +133,14 @@ struct settings {
       s.chunk_bytes = static_cast<std::size_t>(parse_env_int("TUTTI_IB_CHUNK_BYTES", *v, 4096, std::int64_t{1} << 30));
     }
     if (auto v = env("TUTTI_IB_REG_CACHE")) s.cache_registrations = parse_env_int("TUTTI_IB_REG_CACHE", *v, 0, 1) == 1;
+    if (auto v = env("TUTTI_IB_REG_CACHE_BYTES")) {
+      s.cache_budget = static_cast<std::size_t>(
+          parse_env_int("TUTTI_IB_REG_CACHE_BYTES", *v, 0, std::numeric_limits<std::int64_t>::max()));
+    }
+    if (auto v = env("TUTTI_IB_TIMEOUT"))
+      s.ack_timeout = static_cast<std::uint8_t>(parse_env_int("TUTTI_IB_TIMEOUT", *v, 1, 31));
+    if (auto v = env("TUTTI_IB_RETRY_CNT"))
+      s.retry_count = static_cast<std::uint8_t>(parse_env_int("TUTTI_IB_RETRY_CNT", *v, 0, 7));
     // The slot must also hold a control message.
     s.eager_limit = std::max(s.eager_limit, sizeof(control));
     return s;
@@ -283,6 +304,9 @@ class verbs_transport final : public transport {
   // rendezvous transfers from and into it cost no registration.
   void register_memory(const void* data, std::size_t bytes) { registrations_->pin(data, bytes); }
   void unregister_memory(const void* data) { registrations_->unpin(data); }
+  [[nodiscard]] const tutti::detail::verbs::registration_cache& registrations() const noexcept {
+    return *registrations_;
+  }
 
   void progress() override {
     poll_completions();
@@ -370,7 +394,7 @@ class verbs_transport final : public transport {
   };
 
   // Work request ids: the peer in the high half, what completed in the low.
-  enum class work : std::uint32_t { eager = 1, control = 2, credit = 3, chunk = 4, finish = 5, probe = 6 };
+  enum class work : std::uint32_t { eager = 1, control = 2, credit = 3, chunk = 4, finish = 5, probe = 6, reject = 7 };
   static std::uint64_t wr_id(int peer, work w, std::uint32_t index = 0) {
     return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(peer)) << 32) |
            (static_cast<std::uint64_t>(w) << 24) | (index & 0xffffff);
@@ -419,6 +443,8 @@ class verbs_transport final : public transport {
             release_slot(slot);
             if (c.kind == tutti::detail::verbs::control::clear_to_send) {
               clear_to_send_.push_back(c);
+            } else if (c.kind == tutti::detail::verbs::control::reject) {
+              rejected(c.bytes);
             } else if (c.kind == tutti::detail::verbs::control::ready_to_send) {
               arrived_.push_back({slot, c.bytes, true});
             } else {
@@ -439,7 +465,8 @@ class verbs_transport final : public transport {
       --owner_.send_cq_used_;
       last_heard_ = clock::now();
       if (w == work::probe) probe_in_flight_ = false;
-      if (w == work::eager || w == work::control) staging_busy_[index] = false;
+      if (w == work::eager || w == work::control || w == work::reject) staging_busy_[index] = false;
+      if (w == work::reject) on_abandon();  // the rejection is out: now stop the QP
       if (w == work::finish) {
         // The large send whose last chunk this was is complete.
         for (auto& s : sends_) {
@@ -540,14 +567,20 @@ class verbs_transport final : public transport {
       } else {
         attr.ah_attr.dlid = theirs_.lid;
       }
+      // With RoCE the address vector pairs our GID with the peer's: GIDs of
+      // different families (an IPv4 one and an IPv6 one) are refused here.
       modify(attr,
              IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN | IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC |
                  IBV_QP_MIN_RNR_TIMER,
-             "RTR");
+             "RTR",
+             port.roce
+                 ? tutti::detail::concat("; rank ", peer(), "'s GID is ", tutti::detail::verbs::format_gid(theirs_.gid),
+                                         ": both ends need RoCE v2 GIDs of one network (set TUTTI_IB_GID_INDEX)")
+                 : std::string());
       ibv_qp_attr rts{};
       rts.qp_state = IBV_QPS_RTS;
-      rts.timeout = 14;
-      rts.retry_cnt = 7;
+      rts.timeout = owner_.settings_.ack_timeout;
+      rts.retry_cnt = owner_.settings_.retry_count;
       rts.rnr_retry = 7;
       rts.sq_psn = mine_.psn;
       rts.max_rd_atomic = 1;
@@ -634,10 +667,11 @@ class verbs_transport final : public transport {
       owner_.connecting_.push_back(this);
     }
 
-    void modify(ibv_qp_attr& attr, int mask, const char* to) {
+    // `hint`: what to check when this transition fails.
+    void modify(ibv_qp_attr& attr, int mask, const char* to, std::string_view hint = {}) {
       if (const int rc = owner_.f_->modify_qp(qp_, &attr, mask); rc != 0) {
         tutti::detail::fail(errc::transport, "verbs: moving the QP to rank ", peer(), " to ", to,
-                            " failed: ", std::strerror(rc), " (port ", owner_.device_.port().describe(), ")");
+                            " failed: ", std::strerror(rc), " (port ", owner_.device_.port().describe(), ")", hint);
       }
     }
 
@@ -687,8 +721,9 @@ class verbs_transport final : public transport {
       return true;
     }
 
-    // A slot message (eager data or control) into the peer's next slot.
-    bool post_slot(tutti::detail::verbs::imm_type type, const void* data, std::size_t bytes) {
+    // A slot message into the peer's next slot: eager data (work::eager) or
+    // a control message (work::control, work::reject).
+    bool post_slot(work w, const void* data, std::size_t bytes) {
       if (credits_ == 0) return false;
       const auto slot = static_cast<std::uint32_t>(written_total_ % info_.slots);
       const std::uint64_t remote = info_.ring_address + std::uint64_t{slot} * info_.slot_bytes;
@@ -702,7 +737,8 @@ class verbs_transport final : public transport {
         source = staged;
         lkey = staging_.lkey();
       }
-      const auto w = type == tutti::detail::verbs::imm_type::control ? work::control : work::eager;
+      const auto type =
+          w == work::eager ? tutti::detail::verbs::imm_type::data : tutti::detail::verbs::imm_type::control;
       if (!post_write(wr_id(peer(), w, slot), source, bytes, lkey, remote, info_.ring_rkey,
                       tutti::detail::verbs::make_imm(type, static_cast<std::uint32_t>(bytes)), inline_data)) {
         return false;
@@ -720,7 +756,7 @@ class verbs_transport final : public transport {
       for (auto& s : sends_) {
         if (s.state == send_state::done || s.state == send_state::writing) continue;
         if (eager(s.bytes)) {
-          if (!post_slot(tutti::detail::verbs::imm_type::data, s.data, s.bytes)) break;
+          if (!post_slot(work::eager, s.data, s.bytes)) break;
           s.state = send_state::done;
           continue;
         }
@@ -728,7 +764,7 @@ class verbs_transport final : public transport {
           tutti::detail::verbs::control c;
           c.kind = tutti::detail::verbs::control::ready_to_send;
           c.bytes = s.bytes;
-          if (!post_slot(tutti::detail::verbs::imm_type::control, &c, sizeof c)) break;
+          if (!post_slot(work::control, &c, sizeof c)) break;
           s.state = send_state::announced;
         }
         if (s.state == send_state::announced) {
@@ -736,8 +772,13 @@ class verbs_transport final : public transport {
           s.destination = clear_to_send_.front();
           clear_to_send_.pop_front();
           if (s.destination.bytes != s.bytes) {
-            tutti::detail::fail(errc::mismatch, "verbs: rank ", peer(), " posted a receive of ", s.destination.bytes,
-                                " bytes for a send of ", s.bytes);
+            // The receiver checks the size before clearing: this is a
+            // malformed message, and writing would overrun its buffer.
+            fail_with(errc::remote_failure,
+                      tutti::detail::concat("verbs: rank ", peer(), " cleared ", s.destination.bytes,
+                                            " bytes for an announced send of ", s.bytes));
+            on_abandon();
+            return;
           }
           s.lease = owner_.registrations_->acquire(s.data, s.bytes);
           s.state = send_state::streaming;
@@ -801,7 +842,7 @@ class verbs_transport final : public transport {
             c.rkey = r.lease.mr->rkey;
             c.address = reinterpret_cast<std::uintptr_t>(r.data);
             c.bytes = r.bytes;
-            if (!post_slot(tutti::detail::verbs::imm_type::control, &c, sizeof c)) break;
+            if (!post_slot(work::control, &c, sizeof c)) break;
             arrived_.pop_front();
             r.cleared = true;
           }
@@ -816,9 +857,25 @@ class verbs_transport final : public transport {
       if (done != 0) complete_recvs(done);
     }
 
+    // The next message does not fit the posted receive. A sender announcing
+    // a large message would wait for clear to send until its timeout: it is
+    // told instead, and the QP stops once that rejection is out.
     void mismatch(const arrival& a, const recv_op& r) {
       fail_with(errc::mismatch, tutti::detail::concat("verbs: rank ", peer(), " sent a message of ", a.bytes,
                                                       " bytes where a receive of ", r.bytes, " bytes was posted"));
+      tutti::detail::verbs::control c;
+      c.kind = tutti::detail::verbs::control::reject;
+      c.bytes = r.bytes;
+      if (!a.ready_to_send || !post_slot(work::reject, &c, sizeof c)) on_abandon();
+    }
+
+    // The receiver rejected the announced send at the head of the queue.
+    void rejected(std::uint64_t posted) {
+      const auto announced =
+          std::find_if(sends_.begin(), sends_.end(), [](const send_op& s) { return s.state == send_state::announced; });
+      const std::uint64_t bytes = announced != sends_.end() ? announced->bytes : 0;
+      fail_with(errc::mismatch, tutti::detail::concat("verbs: rank ", peer(), " posted a receive of ", posted,
+                                                      " bytes for a send of ", bytes, " bytes"));
       on_abandon();
     }
 

@@ -117,6 +117,7 @@ class registration_cache {
       if (it->first <= begin && end <= it->first + it->second.bytes) {
         touch(it);
         ++it->second.users;
+        ++counts_.hits;
         return {it->second.mr, it->first};
       }
     }
@@ -124,6 +125,7 @@ class registration_cache {
     const std::uintptr_t start = begin / page * page;
     const std::uintptr_t stop = (end + page - 1) / page * page;
     ibv_mr* mr = register_region(*f_, pd_, reinterpret_cast<void*>(start), static_cast<std::size_t>(stop - start));
+    ++counts_.registrations;
     auto [inserted, fresh] = regions_.try_emplace(start);
     if (!fresh) {
       // A smaller region with the same start is cached: replace it when
@@ -175,6 +177,13 @@ class registration_cache {
     if (it->second.users == 0) drop(it);
   }
 
+  // What the cache did so far, for tests and tuning.
+  struct counts {
+    std::uint64_t hits = 0;           // acquires served by a cached region
+    std::uint64_t registrations = 0;  // ibv_reg_mr calls
+    std::uint64_t evictions = 0;      // cached regions dropped for the budget
+  };
+  [[nodiscard]] counts activity() const noexcept { return counts_; }
   [[nodiscard]] std::size_t regions() const noexcept { return regions_.size(); }
   [[nodiscard]] std::size_t cached_bytes() const noexcept { return cached_bytes_; }
 
@@ -206,6 +215,7 @@ class registration_cache {
       auto next = pos;
       ++next;
       drop(it);
+      ++counts_.evictions;
       pos = next;
     }
   }
@@ -217,6 +227,7 @@ class registration_cache {
   std::map<std::uintptr_t, entry> regions_;
   std::list<std::uintptr_t> lru_;  // most recently used first
   std::size_t cached_bytes_ = 0;
+  counts counts_;
 };
 
 }  // namespace tutti::detail::verbs

@@ -120,6 +120,28 @@ TEST_CASE("queue pair records and port addresses round-trip and reject garbage",
   CHECK_TUTTI_ERROR(tv::port_address::decode("rxe_a:1/0/zz/5/1", 1), tutti::errc::remote_failure, "not valid");
 }
 
+TEST_CASE("immediates carry type, returned credits and length at their limits", "[verbs]") {
+  using tv::imm_type;
+  for (const tv::immediate in :
+       {tv::immediate{imm_type::data, 0, 0}, tv::immediate{imm_type::credit, 256, 0},
+        tv::immediate{imm_type::control, tv::max_imm_credits, 32}, tv::immediate{imm_type::finish, 1, 0},
+        tv::immediate{imm_type::data, 17, std::uint32_t{1} << 20}}) {
+    const auto out = tv::immediate::decode(in.encode());
+    CHECK(out.type == in.type);
+    CHECK(out.credits == in.credits);
+    CHECK(out.length == in.length);
+  }
+  // The largest eager limit and slot count the settings allow fit.
+  CHECK(tv::settings::from([](std::string_view) { return std::nullopt; }).slots <= tv::max_imm_credits);
+  CHECK_TUTTI_ERROR(tv::settings::from([](std::string_view n) -> std::optional<std::string> {
+                      return n == "TUTTI_IB_SLOTS" ? std::optional<std::string>("512") : std::nullopt;
+                    }),
+                    tutti::errc::invalid_argument, "TUTTI_IB_SLOTS");
+  CHECK(tv::settings::from([](std::string_view n) -> std::optional<std::string> {
+          return n == "TUTTI_IB_EAGER_LIMIT" ? std::optional<std::string>("1048576") : std::nullopt;
+        }).eager_limit <= tv::max_imm_length);
+}
+
 // Without RDMA hardware (the host running the unit tests) verbs is
 // unavailable with its reason, a forced verbs transport is an error, and
 // auto carries on without it.

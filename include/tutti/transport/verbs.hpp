@@ -22,9 +22,10 @@
 // QP's max_inline_data, else from a registered staging copy, so the send is
 // done as soon as it is posted. The immediate carries the type and length.
 // The writer holds one credit per free slot; the reader copies a slot into
-// the posted receive, frees slots in order and returns credits with a
-// zero-byte write (batched; at once when it has nothing left to read, so a
-// writer never starves).
+// the posted receive, frees slots in order and returns the credits in the
+// immediate of its next message to the writer, or, once half the ring is
+// owed, in a zero-byte write of their own. A ping-pong thus costs one packet
+// (and its acknowledgement) each way, as a bare RDMA WRITE does.
 //
 // Rendezvous (larger messages): the sender announces the size in a ready to
 // send slot message; the receiver, once its receive is posted and the size
@@ -89,12 +90,27 @@
 
 namespace tutti::detail::verbs {
 
-// The immediate: the type in the top two bits, a length or count below.
+// The immediate, 32 bits on the wire (network order): the type (2 bits),
+// the ring slots the writer returns with it (9 bits: every message carries
+// the credits its sender owes, so a conversation needs no credit messages of
+// its own), and the length of a slot message (21 bits).
 enum class imm_type : std::uint32_t { data = 0, credit = 1, control = 2, finish = 3 };
-inline constexpr std::uint32_t imm_value_mask = (1U << 30) - 1;
-inline std::uint32_t make_imm(imm_type t, std::uint32_t value) noexcept {
-  return htonl((static_cast<std::uint32_t>(t) << 30) | (value & imm_value_mask));
-}
+inline constexpr std::uint32_t max_imm_credits = (1U << 9) - 1;
+inline constexpr std::uint32_t max_imm_length = (1U << 21) - 1;
+struct immediate {
+  imm_type type = imm_type::data;
+  std::uint32_t credits = 0;
+  std::uint32_t length = 0;
+
+  [[nodiscard]] std::uint32_t encode() const noexcept {
+    return htonl((static_cast<std::uint32_t>(type) << 30) | ((credits & max_imm_credits) << 21) |
+                 (length & max_imm_length));
+  }
+  static immediate decode(std::uint32_t wire) noexcept {
+    const std::uint32_t host = ntohl(wire);
+    return {static_cast<imm_type>(host >> 30), (host >> 21) & max_imm_credits, host & max_imm_length};
+  }
+};
 
 // A control message, carried in a ring slot.
 struct control {
@@ -128,7 +144,7 @@ struct settings {
       s.eager_limit = static_cast<std::size_t>(parse_env_int("TUTTI_IB_EAGER_LIMIT", *v, 64, 1 << 20));
     }
     if (auto v = env("TUTTI_IB_SLOTS"))
-      s.slots = static_cast<std::uint32_t>(parse_env_int("TUTTI_IB_SLOTS", *v, 2, 1024));
+      s.slots = static_cast<std::uint32_t>(parse_env_int("TUTTI_IB_SLOTS", *v, 2, 256));
     if (auto v = env("TUTTI_IB_CHUNK_BYTES")) {
       s.chunk_bytes = static_cast<std::size_t>(parse_env_int("TUTTI_IB_CHUNK_BYTES", *v, 4096, std::int64_t{1} << 30));
     }
@@ -408,26 +424,25 @@ class verbs_transport final : public transport {
 
     // Whether progress() must visit this channel.
     [[nodiscard]] bool busy() const noexcept {
-      return state_ == link::connected && (!sends_.empty() || !recvs_.empty() || credits_owed_ > 0);
+      return state_ == link::connected && (!sends_.empty() || !recvs_.empty() || credits_owed_ >= credit_batch());
     }
 
     void pump() {
       if (state_ != link::connected || failed()) return;
       match_receives();
       start_sends();
-      return_credits(false);
+      return_credits();
       probe_if_silent();
     }
 
     // --- completions, routed by the transport ----------------------------------
 
     void on_arrival(std::uint32_t imm, std::uint32_t bytes) {
-      const std::uint32_t host = ntohl(imm);
-      const auto type = static_cast<tutti::detail::verbs::imm_type>(host >> 30);
-      const std::uint32_t value = host & tutti::detail::verbs::imm_value_mask;
+      const auto [type, credits, value] = tutti::detail::verbs::immediate::decode(imm);
       last_heard_ = clock::now();
+      credits_ += credits;
       switch (type) {
-        case tutti::detail::verbs::imm_type::credit: credits_ += value; break;
+        case tutti::detail::verbs::imm_type::credit: break;
         case tutti::detail::verbs::imm_type::finish: ++finishes_; break;
         case tutti::detail::verbs::imm_type::data:
         case tutti::detail::verbs::imm_type::control: {
@@ -696,9 +711,20 @@ class verbs_transport final : public transport {
     }
 
     // Posts one RDMA WRITE (WITH IMMEDIATE when imm is set) on the QP.
+    // Posts one RDMA WRITE, WITH IMMEDIATE of type `imm` when set; an
+    // immediate carries every credit owed (up to what it can hold) and, for
+    // slot messages, the length.
     bool post_write(std::uint64_t id, const void* local, std::size_t bytes, std::uint32_t lkey, std::uint64_t remote,
-                    std::uint32_t rkey, std::optional<std::uint32_t> imm, bool inline_data) {
+                    std::uint32_t rkey, std::optional<tutti::detail::verbs::imm_type> imm, bool inline_data) {
       if (in_flight_ >= send_depth || owner_.send_cq_used_ >= cq_depth) return false;
+      using tutti::detail::verbs::imm_type;
+      tutti::detail::verbs::immediate immediate;
+      if (imm) {
+        immediate.type = *imm;
+        immediate.credits = std::min(credits_owed_, tutti::detail::verbs::max_imm_credits);
+        const bool slot_message = *imm == imm_type::data || *imm == imm_type::control;
+        immediate.length = slot_message ? static_cast<std::uint32_t>(bytes) : 0;
+      }
       ibv_sge sge{};
       sge.addr = reinterpret_cast<std::uintptr_t>(local);
       sge.length = static_cast<std::uint32_t>(bytes);
@@ -709,7 +735,7 @@ class verbs_transport final : public transport {
       wr.num_sge = bytes != 0 ? 1 : 0;
       wr.opcode = imm ? IBV_WR_RDMA_WRITE_WITH_IMM : IBV_WR_RDMA_WRITE;
       wr.send_flags = inline_data ? IBV_SEND_SIGNALED | IBV_SEND_INLINE : IBV_SEND_SIGNALED;
-      if (imm) wr.imm_data = *imm;
+      if (imm) wr.imm_data = immediate.encode();
       wr.wr.rdma.remote_addr = remote;
       wr.wr.rdma.rkey = rkey;
       ibv_send_wr* bad = nullptr;
@@ -718,6 +744,7 @@ class verbs_transport final : public transport {
       }
       ++in_flight_;
       ++owner_.send_cq_used_;
+      credits_owed_ -= immediate.credits;
       return true;
     }
 
@@ -739,8 +766,7 @@ class verbs_transport final : public transport {
       }
       const auto type =
           w == work::eager ? tutti::detail::verbs::imm_type::data : tutti::detail::verbs::imm_type::control;
-      if (!post_write(wr_id(peer(), w, slot), source, bytes, lkey, remote, info_.ring_rkey,
-                      tutti::detail::verbs::make_imm(type, static_cast<std::uint32_t>(bytes)), inline_data)) {
+      if (!post_write(wr_id(peer(), w, slot), source, bytes, lkey, remote, info_.ring_rkey, type, inline_data)) {
         return false;
       }
       if (!inline_data) staging_busy_[slot] = true;
@@ -796,8 +822,7 @@ class verbs_transport final : public transport {
       while (s.posted < s.bytes) {
         const std::size_t length = std::min(chunk, s.bytes - s.posted);
         const bool last = s.posted + length == s.bytes;
-        const auto imm = last ? std::optional(tutti::detail::verbs::make_imm(tutti::detail::verbs::imm_type::finish, 0))
-                              : std::nullopt;
+        const auto imm = last ? std::optional(tutti::detail::verbs::imm_type::finish) : std::nullopt;
         if (!post_write(wr_id(peer(), last ? work::finish : work::chunk, s.id),
                         static_cast<const std::byte*>(s.data) + s.posted, length, s.lease.mr->lkey,
                         s.destination.address + s.posted, s.destination.rkey, imm, false)) {
@@ -907,17 +932,18 @@ class verbs_transport final : public transport {
       }
     }
 
-    // Returns freed slots: in batches, or at once when nothing is left to
-    // read (the writer may be waiting for exactly these).
-    void return_credits(bool force) {
-      if (credits_owed_ == 0) return;
-      if (!force && credits_owed_ < info_.slots / 2 && !arrived_.empty()) return;
-      if (!post_write(wr_id(peer(), work::credit), nullptr, 0, 0, info_.ring_address, info_.ring_rkey,
-                      tutti::detail::verbs::make_imm(tutti::detail::verbs::imm_type::credit, credits_owed_), false)) {
-        return;
-      }
-      credits_owed_ = 0;
+    // Returns freed slots with a message of their own once enough are owed;
+    // until then they ride on the next message to the peer.
+    void return_credits() {
+      if (credits_owed_ < credit_batch()) return;
+      post_write(wr_id(peer(), work::credit), nullptr, 0, 0, info_.ring_address, info_.ring_rkey,
+                 tutti::detail::verbs::imm_type::credit, false);
     }
+    // Owed credits that go back on their own rather than waiting for a
+    // message to ride on. Half the ring: a writer blocked on credits has
+    // either had half its slots freed (and gets them) or has more than half
+    // still unread, which it must wait for anyway.
+    [[nodiscard]] std::uint32_t credit_batch() const noexcept { return std::max<std::uint32_t>(1, info_.slots / 2); }
 
     verbs_transport& owner_;
     tutti::detail::verbs::port_address theirs_;

@@ -28,6 +28,10 @@ ensure_packages() {
 # dependencies (hwloc, rdma-core headers) and the test and benchmark libraries.
 build_packages=(cmake ninja-build g++ pkg-config libhwloc-dev libibverbs-dev catch2 libbenchmark-dev clang-format clang libclang-rt-14-dev)
 
+# Open MPI for tutti-bench --compare mpi (tutti-bench-mpi is built when its
+# development files are there), matplotlib for the demo's plot.
+demo_packages=(openmpi-bin libopenmpi-dev python3-matplotlib)
+
 # What tests/softroce/run-vm.sh needs to boot Debian's kernel under qemu with
 # soft-RoCE (rdma_rxe): the emulator, a static busybox for the initramfs, the
 # verbs user space (rxe provider, ibv_devices, perftest), ip and modprobe, and

@@ -8,17 +8,16 @@
 // a rank fails, the others get --grace seconds (default 10) to report their
 // own view of the failure, then are killed. The exit status is the first
 // failing rank's, or 0.
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
-#include <tutti/detail/socket.hpp>
-
-#include "process.hpp"
+#include "local_ranks.hpp"
 
 namespace {
 
@@ -26,11 +25,6 @@ namespace {
   std::fprintf(stderr,
                "tutti-run: %s\nusage: tutti-run -n N [--store tcp|file] [--grace SECONDS] -- program [args...]\n", why);
   std::exit(2);
-}
-
-std::string free_loopback_store() {
-  const auto listener = tutti::detail::listen_on({"127.0.0.1", 0});
-  return "tcp://127.0.0.1:" + std::to_string(tutti::detail::bound_port(listener.get()));
 }
 
 }  // namespace
@@ -72,42 +66,12 @@ int main(int argc, char** argv) {
     store_dir = pattern;
     store = "file://" + store_dir.string();
   } else {
-    store = free_loopback_store();
+    store = tutti::tools::free_loopback_store();
   }
 
   const std::vector<std::string> program(argv + first, argv + argc);
-  std::vector<tutti::tools::process> children;
-  for (int r = 0; r < ranks; ++r) {
-    children.push_back(tutti::tools::process::spawn(program, {{"TUTTI_RANK", std::to_string(r)},
-                                                              {"TUTTI_WORLD_SIZE", std::to_string(ranks)},
-                                                              {"TUTTI_LOCAL_RANK", std::to_string(r)},
-                                                              {"TUTTI_STORE", store}}));
-  }
-
-  int result = 0;
-  std::chrono::steady_clock::time_point kill_at = std::chrono::steady_clock::time_point::max();
-  std::size_t running = children.size();
-  while (running > 0) {
-    running = 0;
-    for (std::size_t r = 0; r < children.size(); ++r) {
-      if (!children[r].running()) continue;
-      const int status = children[r].poll();
-      if (status < 0) {
-        ++running;
-        continue;
-      }
-      if (status != 0 && result == 0) {
-        result = status;
-        std::fprintf(stderr, "tutti-run: rank %zu exited with status %d\n", r, status);
-        kill_at = std::chrono::steady_clock::now() +
-                  std::chrono::milliseconds(static_cast<std::int64_t>(grace_seconds * 1000));
-      }
-    }
-    if (std::chrono::steady_clock::now() >= kill_at) {
-      for (auto& child : children) child.kill();
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
+  const int result = tutti::tools::run_local_ranks(
+      program, ranks, store, std::chrono::milliseconds(static_cast<std::int64_t>(grace_seconds * 1000)), "tutti-run");
   if (!store_dir.empty()) std::filesystem::remove_all(store_dir);
   return result;
 }

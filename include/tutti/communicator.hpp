@@ -308,7 +308,18 @@ class communicator {
 
   // Ranks passing the same color form a communicator, ordered by key (ties
   // by rank here). A rank passing no_color gets an empty optional.
-  [[nodiscard]] std::optional<communicator> split(int color, int key) {
+  [[nodiscard]] std::optional<communicator> split(int color, int key) { return split(color, key, state_->config); }
+
+  // A communicator of the same ranks in the same order.
+  [[nodiscard]] communicator dup() { return *split(0, rank(), state_->config); }
+
+  // The same with other options (MPI_Comm_dup_with_info): forced
+  // algorithms, a transport, check mode. Every rank must pass the same. The
+  // cost model is inherited, with config.cost_model's constants on top.
+  [[nodiscard]] communicator dup(const options& config) { return *split(0, rank(), config); }
+
+ private:
+  std::optional<communicator> split(int color, int key, const options& config) {
     state& s = *state_;
     const std::int64_t mine[2] = {color, key};
     std::vector<std::int64_t> table(2 * static_cast<std::size_t>(s.size));
@@ -328,15 +339,13 @@ class communicator {
     std::sort(members.begin(), members.end());
     const auto me = std::find(members.begin(), members.end(), std::pair<std::int64_t, int>(key, s.rank));
     auto child_store = std::make_shared<prefix_store>(s.scoped_store, detail::concat("split/", id, "/", color, "/"));
-    communicator child(s.config, std::move(child_store), static_cast<int>(me - members.begin()),
+    communicator child(config, std::move(child_store), static_cast<int>(me - members.begin()),
                        static_cast<int>(members.size()), &s.model);
     child.state_->server = s.server;
     return child;
   }
 
-  // A communicator of the same ranks in the same order.
-  [[nodiscard]] communicator dup() { return *split(0, rank()); }
-
+ public:
   // Keeps `buffer` registered with the RDMA device until unregister_memory:
   // large transfers from and into it then skip registration. For buffers a
   // program keeps (weights, gradient buckets); a no-op without verbs.

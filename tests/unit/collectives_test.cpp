@@ -312,6 +312,17 @@ TEST_CASE("every rank ranks algorithms with the same calibrated or given cost mo
       // The plan is what runs: a dup (inheriting the model) agrees.
       auto twin = comm.dup();
       expect(twin.cost_model() == comm.cost_model(), "dup inherits the cost model");
+      // A dup with options forces what they say and leaves its parent alone;
+      // it computes alike.
+      tutti::options forced = comm.config();
+      forced.algorithms = "all_reduce=ring";
+      auto ring = comm.dup(forced);
+      expect(ring.cost_model() == comm.cost_model(), "dup(options) inherits the cost model");
+      expect(ring.plan(tutti::algorithm::collective::all_reduce, 1, 4).algorithm == "ring", "dup(options) forces");
+      expect(comm.plan(tutti::algorithm::collective::all_reduce, 1, 4).algorithm != "ring", "the parent does not");
+      std::vector<float> values(1000, static_cast<float>(r + 1));
+      ring.all_reduce(std::span(values));
+      expect(values[999] == 15.0F, "the forced ring sums");
     }));
     for (int r = 1; r < 5; ++r) {
       CHECK(models[static_cast<std::size_t>(r)] == models[0]);

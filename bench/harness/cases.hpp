@@ -134,7 +134,8 @@ struct iteration_plan {
   [[nodiscard]] long long operations() const { return static_cast<long long>(batch) * iterations; }
 };
 
-// `operations`, when not 0, caps the timed operations (--iters: quick runs).
+// `operations`, when not 0, sets the number of timed operations instead
+// (--iters: quick runs, or long ones for a profiler).
 inline iteration_plan plan_for(std::size_t bytes, int operations = 0) {
   iteration_plan p;
   const std::size_t b = std::max<std::size_t>(bytes, 1);
@@ -147,7 +148,7 @@ inline iteration_plan plan_for(std::size_t bytes, int operations = 0) {
   p.warmup = 2;
   if (operations > 0) {
     p.batch = std::min(p.batch, operations);
-    p.iterations = std::clamp(operations / p.batch, 1, p.iterations);
+    p.iterations = std::max(1, operations / p.batch);
     p.warmup = 1;
   }
   return p;

@@ -47,7 +47,7 @@ inline constexpr std::string_view options_help =
     "  -d, --dtype NAME       float (default), double, int32, int64, half, bfloat16\n"
     "  -o, --op NAME          sum (default), prod, min, max\n"
     "      --check            verify every case's result once before timing it (#wrong column)\n"
-    "      --iters N          time at most N operations per case (default: by size, up to 3200)\n"
+    "      --iters N          time N operations per case (default: by size, up to 3200)\n"
     "      --csv FILE         also write lib,op,ranks,bytes,iters,time_us,algbw_GBps,busbw_GBps\n"
     "      --compare mpi      run the same cases through Open MPI and print both side by side\n";
 

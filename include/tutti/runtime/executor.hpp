@@ -52,10 +52,10 @@ class executor {
   // Runs `s` to completion or throws: start, then poll until done, idling
   // whenever a round moved nothing.
   void run(const algorithm::schedule& s, const buffers& b, std::span<const route> routes,
-           const detail::reduction* reduce, transport::clock::time_point deadline, std::string_view collective,
-           int rank, const call_signature* check = nullptr) {
-    start(s, b, routes, reduce, deadline, collective, rank, check);
-    while (!poll()) idle(deadline);
+           const detail::reduction* reduce, std::chrono::milliseconds timeout, std::string_view collective, int rank,
+           const call_signature* check = nullptr) {
+    start(s, b, routes, reduce, transport::lazy_deadline(timeout), collective, rank, check);
+    while (!poll()) idle(transport::clock::time_point::max());
   }
 
   // Begins running `s`; poll() and idle() carry it on, so a caller can keep
@@ -66,8 +66,8 @@ class executor {
   // `check` (TUTTI_CHECK), every message carries the call's header
   // (runtime/call_check.hpp) and the ring neighbours compare calls first.
   void start(const algorithm::schedule& s, const buffers& b, std::span<const route> routes,
-             const detail::reduction* reduce, transport::clock::time_point deadline, std::string_view collective,
-             int rank, const call_signature* check = nullptr) {
+             const detail::reduction* reduce, transport::lazy_deadline deadline, std::string_view collective, int rank,
+             const call_signature* check = nullptr) {
     schedule_ = &s;
     buffers_ = b;
     routes_ = routes;
@@ -102,7 +102,7 @@ class executor {
   // transport of an operation in flight, but not past `until`. Throws
   // errc::timeout once the run's deadline has passed.
   void idle(transport::clock::time_point until) {
-    guarded([&] { wait_a_little(std::min(until, deadline_)); });
+    guarded([&] { wait_a_little(until); });
   }
 
   // Gives up the run in progress: its channels fail with errc::aborted and
@@ -137,30 +137,46 @@ class executor {
 
   // Per run: dependency counts, dependents (CSR), the previous step on the
   // same channel and direction, and which steps are in flight.
+  // Per run: the step states, from the schedule's graph (compiled once per
+  // schedule: cached schedules live as long as their communicator, so the
+  // same schedule on the same routes needs no second look).
   void prepare() {
-    const algorithm::schedule& s = *schedule_;
-    const std::span<const route> routes = routes_;
-    const auto n = s.steps.size();
-    pending_.assign(n, 0);
+    if (schedule_ != compiled_schedule_ || routes_.data() != compiled_routes_) compile();
+    const auto n = schedule_->steps.size();
+    pending_ = initial_pending_;
     if (has_check_) headers_.resize(n);
     states_.assign(n, state::waiting);
     posted_index_.assign(n, 0);
+    ready_ = initially_ready_;
+    in_flight_.clear();
+    remaining_ = n;
+    current_step_ = no_step;
+  }
+
+  // What follows from the schedule and routes alone: dependency counts and
+  // dependents, the order of steps on each channel, the transports, and the
+  // steps that can go at once.
+  void compile() {
+    const algorithm::schedule& s = *schedule_;
+    const std::span<const route> routes = routes_;
+    const auto n = s.steps.size();
+    initial_pending_.assign(n, 0);
     previous_on_channel_.assign(n, no_step);
     next_on_channel_.assign(n, no_step);
     dependent_offsets_.assign(n + 1, 0);
     for (std::uint32_t i = 0; i < n; ++i) {
       const auto deps = s.dependencies_of(s.steps[i]);
-      pending_[i] = static_cast<std::uint32_t>(deps.size());
+      initial_pending_[i] = static_cast<std::uint32_t>(deps.size());
       for (const auto d : deps) ++dependent_offsets_[d + 1];
     }
     for (std::size_t i = 0; i < n; ++i) dependent_offsets_[i + 1] += dependent_offsets_[i];
     dependents_.resize(dependent_offsets_[n]);
-    fill_.assign(dependent_offsets_.begin(), dependent_offsets_.end() - 1);
+    std::vector<std::uint32_t> fill(dependent_offsets_.begin(), dependent_offsets_.end() - 1);
     for (std::uint32_t i = 0; i < n; ++i) {
-      for (const auto d : s.dependencies_of(s.steps[i])) dependents_[fill_[d]++] = i;
+      for (const auto d : s.dependencies_of(s.steps[i])) dependents_[fill[d]++] = i;
     }
-    last_send_.assign(routes.size(), no_step);
-    last_recv_.assign(routes.size(), no_step);
+    std::vector<std::uint32_t> last_send(routes.size(), no_step);
+    std::vector<std::uint32_t> last_recv(routes.size(), no_step);
     for (std::uint32_t i = 0; i < n; ++i) {
       const auto& st = s.steps[i];
       if (st.kind != algorithm::step_kind::send && st.kind != algorithm::step_kind::recv) continue;
@@ -168,24 +184,24 @@ class executor {
           routes[static_cast<std::size_t>(st.peer)].channel == nullptr) {
         tutti::detail::fail(errc::internal, "schedule step ", i, " names rank ", st.peer, " which has no channel");
       }
-      auto& last = (st.kind == algorithm::step_kind::send ? last_send_ : last_recv_)[static_cast<std::size_t>(st.peer)];
+      auto& last = (st.kind == algorithm::step_kind::send ? last_send : last_recv)[static_cast<std::size_t>(st.peer)];
       previous_on_channel_[i] = last;
       if (last != no_step) next_on_channel_[last] = i;
       last = i;
     }
-    ready_.clear();
-    in_flight_.clear();
     transports_.clear();
     for (const auto& r : routes) {
       if (r.via != nullptr && std::find(transports_.begin(), transports_.end(), r.via) == transports_.end()) {
         transports_.push_back(r.via);
       }
     }
+    // Ready at the start: no dependencies and first on their channel.
+    initially_ready_.clear();
     for (std::uint32_t i = 0; i < n; ++i) {
-      if (issuable(s, i)) ready_.push_back(i);
+      if (initial_pending_[i] == 0 && previous_on_channel_[i] == no_step) initially_ready_.push_back(i);
     }
-    remaining_ = n;
-    current_step_ = no_step;
+    compiled_schedule_ = schedule_;
+    compiled_routes_ = routes_.data();
   }
 
   [[nodiscard]] bool issuable(const algorithm::schedule& s, std::uint32_t i) const {
@@ -351,7 +367,8 @@ class executor {
   void wait_a_little(transport::clock::time_point until) {
     if (backoff_.pause()) return;
     const auto now = transport::clock::now();
-    if (now >= deadline_) {
+    const auto deadline = deadline_.at(now);
+    if (now >= deadline) {
       std::string pending = comparing_ ? tutti::detail::concat("the check header from rank ", left_rank()) : "";
       std::size_t shown = 0;
       for (const auto i : in_flight_) {
@@ -370,7 +387,7 @@ class executor {
     transport::transport* t = comparing_ || in_flight_.empty()
                                   ? routes_[static_cast<std::size_t>(left_rank())].via
                                   : routes_[static_cast<std::size_t>(schedule_->steps[in_flight_.front()].peer)].via;
-    t->wait_for_activity(std::min(until, now + transport::detail::longest_sleep));
+    t->wait_for_activity(std::min({until, deadline, now + transport::detail::longest_sleep}));
   }
 
   // The run in progress.
@@ -378,7 +395,7 @@ class executor {
   buffers buffers_;
   std::span<const route> routes_;
   const detail::reduction* reduce_ = nullptr;
-  transport::clock::time_point deadline_{};
+  transport::lazy_deadline deadline_;
   std::string_view collective_;
   int rank_ = 0;
   bool has_check_ = false;
@@ -389,6 +406,12 @@ class executor {
   transport::backoff backoff_;
 
   // Workspace, reused between runs.
+  // Compiled from the schedule (compile()).
+  const algorithm::schedule* compiled_schedule_ = nullptr;
+  const route* compiled_routes_ = nullptr;
+  std::vector<std::uint32_t> initial_pending_;
+  std::vector<std::uint32_t> initially_ready_;
+  // Per run (prepare()).
   std::vector<std::uint32_t> pending_;
   std::vector<state> states_;
   std::vector<std::uint64_t> posted_index_;
@@ -396,9 +419,6 @@ class executor {
   std::vector<std::uint32_t> next_on_channel_;
   std::vector<std::uint32_t> dependent_offsets_;
   std::vector<std::uint32_t> dependents_;
-  std::vector<std::uint32_t> fill_;
-  std::vector<std::uint32_t> last_send_;
-  std::vector<std::uint32_t> last_recv_;
   std::vector<std::uint32_t> ready_;
   std::vector<std::uint32_t> in_flight_;
   std::vector<transport::transport*> transports_;

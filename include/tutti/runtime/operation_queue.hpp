@@ -117,7 +117,7 @@ class operation_queue final : public detail::request_driver {
   [[nodiscard]] bool head_is_collective() const { return pending_.front().op.schedule != nullptr; }
 
   void start(operation& op) {
-    const auto deadline = transport::clock::now() + timeout_;
+    const transport::lazy_deadline deadline(timeout_);
     if (op.schedule == nullptr) {
       batch_.start(op.batch, routes_, deadline, op.name, rank_);
       return;

@@ -40,7 +40,7 @@ class p2p_batch {
  public:
   // Posts every operation. `ops` is copied; the buffers and `routes` must
   // outlive the batch. `what` (a static name) and `rank` are for errors.
-  void start(std::span<const p2p_op> ops, std::span<const route> routes, transport::clock::time_point deadline,
+  void start(std::span<const p2p_op> ops, std::span<const route> routes, transport::lazy_deadline deadline,
              std::string_view what, int rank) {
     ops_.assign(ops.begin(), ops.end());
     routes_ = routes;
@@ -89,7 +89,8 @@ class p2p_batch {
     guarded([&] {
       if (backoff_.pause()) return;
       const auto now = transport::clock::now();
-      if (now >= deadline_) {
+      const auto deadline = deadline_.at(now);
+      if (now >= deadline) {
         std::string pending;
         for (std::size_t i = 0, shown = 0; i < ops_.size() && shown < 8; ++i) {
           if (finished(i)) continue;
@@ -102,7 +103,7 @@ class p2p_batch {
                      " operations pending: ", pending);
       }
       if (now < until && !transports_.empty()) {
-        transports_.front()->wait_for_activity(std::min({until, deadline_, now + transport::detail::longest_sleep}));
+        transports_.front()->wait_for_activity(std::min({until, deadline, now + transport::detail::longest_sleep}));
       }
     });
   }
@@ -143,7 +144,7 @@ class p2p_batch {
   std::vector<std::uint64_t> posted_;
   std::vector<transport::transport*> transports_;
   std::span<const route> routes_;
-  transport::clock::time_point deadline_{};
+  transport::lazy_deadline deadline_;
   std::string_view what_;
   int rank_ = 0;
   std::size_t remaining_ = 0;

@@ -58,6 +58,28 @@ class backoff {
   int round_ = 0;
 };
 
+// An operation's deadline, fixed when it is first looked at (the first
+// time the operation has to wait) as that moment plus the timeout. A clock
+// read costs as much as a small collective's bookkeeping on some machines,
+// and an operation that completes while spinning never needs one.
+class lazy_deadline {
+ public:
+  lazy_deadline() = default;
+  explicit lazy_deadline(std::chrono::milliseconds timeout) noexcept : timeout_(timeout) {}
+  clock::time_point at(clock::time_point now) noexcept {
+    if (!fixed_) {
+      at_ = now + timeout_;
+      fixed_ = true;
+    }
+    return at_;
+  }
+
+ private:
+  std::chrono::milliseconds timeout_{};
+  clock::time_point at_{};
+  bool fixed_ = false;
+};
+
 // Drives `t` until done() returns true. done() may throw (a failed channel
 // rethrows its error). At the deadline, throws errc::timeout with the message
 // from describe(), blamed on `peer`.

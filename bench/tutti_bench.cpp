@@ -30,6 +30,7 @@
 #include "../tools/local_ranks.hpp"
 #include "harness/buffers.hpp"
 #include "harness/run.hpp"
+#include "memcpy_reference.hpp"
 
 namespace {
 
@@ -351,6 +352,12 @@ std::vector<tb::result> run_mpi(const tb::options& o, const std::vector<std::str
 // Without a launcher: start the ranks (processes of this binary, or
 // threads), then compare with MPI when asked.
 int launch(const tb::options& o, const std::vector<std::string>& gb_flags, bool gb_reports) {
+  // The copy ceiling of this machine, measured before any rank spins.
+  if (!gb_reports) {
+    std::printf("# single-thread memcpy, 64 MiB, in this binary: %.2f GB/s\n",
+                tb::memcpy_gbps(std::size_t{64} << 20, 15));
+    std::fflush(stdout);
+  }
   if (o.threads) {
     if (!o.compare.empty()) tb::usage_error("tutti-bench", "--compare runs with processes, not --threads");
     team_runner team(o);

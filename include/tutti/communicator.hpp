@@ -403,6 +403,10 @@ class communicator {
     using schedule_key = std::tuple<algorithm::collective, std::size_t, std::size_t, int, std::vector<std::size_t>,
                                     std::vector<std::size_t>>;
     std::map<schedule_key, planned> schedules;
+    // The last uniform call's key and plan: a loop calling one collective
+    // again and again skips building a key and searching the map.
+    schedule_key last_key;
+    const planned* last_planned = nullptr;
     std::uint64_t calls = 0;            // collectives issued, the sequence number in check headers
     std::uint64_t splits = 0;           // communicators split from this one, naming their store scope
     runtime::operation blocking_batch;  // reused by blocking send, recv and exchange: no allocation once warm
@@ -843,17 +847,28 @@ class communicator {
       detail::fail(errc::invalid_argument, name, ": output has ", out_elements, " elements but rank ", s.rank,
                    " needs ", out_expected);
     }
-    state::schedule_key key{args.kind, args.count, args.element_size, args.root, args.counts, args.recv_counts};
-    auto found = s.schedules.find(key);
-    if (found == s.schedules.end()) {
-      auto choice = algorithm::choose(args, s.forced_algorithms, s.model);
-      if (choice.chunk_bytes != 0) args.chunk_bytes = choice.chunk_bytes;
-      auto schedule = algorithm::build(choice.algorithm, args);
-      found = s.schedules.emplace(std::move(key), state::planned{std::move(choice), std::move(schedule)}).first;
+    const bool uniform = args.counts.empty() && args.recv_counts.empty();
+    const auto& [last_kind, last_count, last_size, last_root, unused_counts, unused_recv] = s.last_key;
+    const state::planned* plan = s.last_planned;
+    if (plan == nullptr || !uniform || last_kind != args.kind || last_count != args.count ||
+        last_size != args.element_size || last_root != args.root) {
+      state::schedule_key key{args.kind, args.count, args.element_size, args.root, args.counts, args.recv_counts};
+      auto found = s.schedules.find(key);
+      if (found == s.schedules.end()) {
+        auto choice = algorithm::choose(args, s.forced_algorithms, s.model);
+        if (choice.chunk_bytes != 0) args.chunk_bytes = choice.chunk_bytes;
+        auto schedule = algorithm::build(choice.algorithm, args);
+        found = s.schedules.emplace(key, state::planned{std::move(choice), std::move(schedule)}).first;
+      }
+      plan = &found->second;
+      if (uniform) {
+        s.last_key = std::move(key);
+        s.last_planned = plan;
+      }
     }
     runtime::operation op;
     op.name = name;
-    op.schedule = &found->second.schedule;
+    op.schedule = &plan->schedule;
     op.io = {static_cast<const std::byte*>(in), static_cast<std::byte*>(out), nullptr};
     op.reduce = std::move(reduce);
     if (s.config.check) {

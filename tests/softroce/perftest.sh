@@ -112,21 +112,24 @@ gid_a=$TUTTI_SOFTROCE_GID_INDEX_A
 gid_b=$TUTTI_SOFTROCE_GID_INDEX_B
 echo "perftest.sh: $hca_a ($ns_a, $addr_a, GID index $gid_a) <- $hca_b ($ns_b, $addr_b, GID index $gid_b), RoCE v2"
 
-echo "ib_write_bw: $write_size B x $write_iters"
-perftest ib_write_bw 18515 -s "$write_size" -n "$write_iters" -- -s "$write_size" -n "$write_iters"
-write_result=$(result_line "$work/ib_write_bw.client" "$write_size") ||
-  { echo "perftest.sh: no result line in ib_write_bw's output:" >&2; cat "$work/ib_write_bw.client" >&2; exit 1; }
-echo "$write_result"
-# Columns: #bytes #iterations BW_peak BW_average MsgRate.
-write_bw=$(tail -n 1 <<<"$write_result" | awk '{ print $4 }')
-
-echo "ib_write_lat: $lat_size B x $lat_iters"
-perftest ib_write_lat 18516 -s "$lat_size" -n "$lat_iters" -- -s "$lat_size" -n "$lat_iters"
-lat_result=$(result_line "$work/ib_write_lat.client" "$lat_size") ||
-  { echo "perftest.sh: no result line in ib_write_lat's output:" >&2; cat "$work/ib_write_lat.client" >&2; exit 1; }
-echo "$lat_result"
-# Columns: #bytes #iterations t_min t_max t_typical t_avg t_stdev p99 p99.9.
-lat_typical=$(tail -n 1 <<<"$lat_result" | awk '{ print $5 }')
+# measure NAME PORT SIZE ITERS COLUMN: runs perftest program NAME with SIZE
+# B messages ITERS times, shows its result line and sets `figure` to the
+# line's COLUMN.
+measure() {
+  local name=$1 port=$2 size=$3 iters=$4 column=$5 result
+  echo "$name: $size B x $iters"
+  perftest "$name" "$port" -s "$size" -n "$iters" -- -s "$size" -n "$iters"
+  result=$(result_line "$work/$name.client" "$size") ||
+    { echo "perftest.sh: no result line in $name's output:" >&2; cat "$work/$name.client" >&2; exit 1; }
+  echo "$result"
+  figure=$(tail -n 1 <<<"$result" | awk -v c="$column" '{ print $c }')
+}
+# ib_write_bw's columns: #bytes #iterations BW_peak BW_average MsgRate.
+measure ib_write_bw 18515 "$write_size" "$write_iters" 4
+write_bw=$figure
+# ib_write_lat's: #bytes #iterations t_min t_max t_typical t_avg t_stdev p99 p99.9.
+measure ib_write_lat 18516 "$lat_size" "$lat_iters" 5
+lat_typical=$figure
 
 # A zero or missing figure means perftest ran but moved nothing.
 awk -v bw="$write_bw" -v lat="$lat_typical" 'BEGIN { exit !(bw + 0 > 0 && lat + 0 > 0) }' ||

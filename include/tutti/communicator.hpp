@@ -456,6 +456,7 @@ class communicator {
       if (card.rank < rank) ++s.local_rank;
       ++s.local_size;
     }
+    transport::note_local_ranks(s.local_size);
     route_peers();
     s.queue.bind(s.route_table, s.rank, s.config.timeout);
     // Transports may use the store while attaching; a store hosted by rank 0

@@ -4,7 +4,10 @@
 // arrives within a microsecond must not pay for a system call.
 #pragma once
 
+#include <sched.h>
+
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <thread>
@@ -28,30 +31,55 @@ inline void cpu_relax() noexcept {
 // spinning, then a few hundred yields, before sleeping.
 inline constexpr int spin_rounds = 256;
 inline constexpr int yield_rounds = 64;
+// Yields before sleeping when ranks outnumber CPUs: a few milliseconds.
+inline constexpr int crowded_yield_rounds = 4096;
 // The longest single sleep: bounds how late a deadline or a dead peer is
 // noticed by transports whose wait cannot see every event.
 inline constexpr std::chrono::milliseconds longest_sleep{20};
 
+// Whether ranks on this host outnumber the CPUs this process may run on.
+// Then the rank a waiter waits for may be the one that needs its core, and
+// spinning only delays it: waiters yield from the start (what MPI calls
+// yield_when_idle). Set by communicators when they learn their local ranks.
+inline std::atomic<bool>& oversubscribed() noexcept {
+  static std::atomic<bool> flag{false};
+  return flag;
+}
+
+inline int usable_cpus() noexcept {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+  return std::max(1, CPU_COUNT(&set));
+}
+
 }  // namespace detail
+
+// Records that `local_ranks` ranks share this host; once they outnumber its
+// CPUs, every waiter in the process yields at once.
+inline void note_local_ranks(int local_ranks) noexcept {
+  if (local_ranks > detail::usable_cpus()) detail::oversubscribed().store(true, std::memory_order_relaxed);
+}
 
 // The light end of waiting, shared by every waiter: spin for the first
 // rounds, then yield; pause() returns false once it is time to sleep in a
-// transport. reset() after anything moved.
+// transport. reset() after anything moved. Oversubscribed, a waiter does not
+// spin and yields for longer before it sleeps: a sleeper is woken by a
+// system call and the scheduler, far slower than handing over the core.
 class backoff {
  public:
   void reset() noexcept { round_ = 0; }
   bool pause() noexcept {
-    const int round = round_++;
-    if (round < detail::spin_rounds) {
+    const bool crowded = detail::oversubscribed().load(std::memory_order_relaxed);
+    const int spins = crowded ? 0 : detail::spin_rounds;
+    const int yields = crowded ? detail::crowded_yield_rounds : detail::yield_rounds;
+    if (round_ >= spins + yields) return false;  // asleep-ready until reset
+    if (round_++ < spins) {
       detail::cpu_relax();
-      return true;
-    }
-    if (round < detail::spin_rounds + detail::yield_rounds) {
+    } else {
       std::this_thread::yield();
-      return true;
     }
-    round_ = detail::spin_rounds + detail::yield_rounds;  // stay asleep-ready without overflowing
-    return false;
+    return true;
   }
 
  private:

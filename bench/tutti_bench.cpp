@@ -202,7 +202,7 @@ tutti::options tutti_options(const tb::options& o) {
 // and answers with rank 0's result (every rank's is the same maximum or sum).
 class team_runner final : public tb::runner {
  public:
-  team_runner(const tb::options& o) : members_(static_cast<std::size_t>(o.ranks)) {
+  explicit team_runner(const tb::options& o) : members_(static_cast<std::size_t>(o.ranks)) {
     auto store = std::make_shared<tutti::memory_store>();
     for (int r = 0; r < o.ranks; ++r) {
       threads_.emplace_back([this, r, store, &o] { serve(r, store, o); });

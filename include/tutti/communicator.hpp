@@ -403,9 +403,16 @@ class communicator {
     using schedule_key = std::tuple<algorithm::collective, std::size_t, std::size_t, int, std::vector<std::size_t>,
                                     std::vector<std::size_t>>;
     std::map<schedule_key, planned> schedules;
-    // The last uniform call's key and plan: a loop calling one collective
-    // again and again skips building a key and searching the map.
-    schedule_key last_key;
+    // The last uniform call (no per-rank counts) and its plan: a loop calling
+    // one collective again and again skips building a key and searching the map.
+    struct uniform_call {
+      algorithm::collective kind;
+      std::size_t count;
+      std::size_t element_size;
+      int root;
+      bool operator==(const uniform_call&) const = default;
+    };
+    std::optional<uniform_call> last_call;
     const planned* last_planned = nullptr;
     std::uint64_t calls = 0;            // collectives issued, the sequence number in check headers
     std::uint64_t splits = 0;           // communicators split from this one, naming their store scope
@@ -849,21 +856,20 @@ class communicator {
                    " needs ", out_expected);
     }
     const bool uniform = args.counts.empty() && args.recv_counts.empty();
-    const auto& [last_kind, last_count, last_size, last_root, unused_counts, unused_recv] = s.last_key;
-    const state::planned* plan = s.last_planned;
-    if (plan == nullptr || !uniform || last_kind != args.kind || last_count != args.count ||
-        last_size != args.element_size || last_root != args.root) {
+    const state::uniform_call this_call{args.kind, args.count, args.element_size, args.root};
+    const state::planned* plan = uniform && s.last_call == this_call ? s.last_planned : nullptr;
+    if (plan == nullptr) {
       state::schedule_key key{args.kind, args.count, args.element_size, args.root, args.counts, args.recv_counts};
       auto found = s.schedules.find(key);
       if (found == s.schedules.end()) {
         auto choice = algorithm::choose(args, s.forced_algorithms, s.model);
         if (choice.chunk_bytes != 0) args.chunk_bytes = choice.chunk_bytes;
         auto schedule = algorithm::build(choice.algorithm, args);
-        found = s.schedules.emplace(key, state::planned{std::move(choice), std::move(schedule)}).first;
+        found = s.schedules.emplace(std::move(key), state::planned{std::move(choice), std::move(schedule)}).first;
       }
       plan = &found->second;
       if (uniform) {
-        s.last_key = std::move(key);
+        s.last_call = this_call;
         s.last_planned = plan;
       }
     }

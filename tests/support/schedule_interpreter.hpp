@@ -204,6 +204,7 @@ class schedule_interpreter {
         }
         if (s.kind != algorithm::step_kind::recv) check_range(r, i, s.src, s.bytes);
         if (s.kind != algorithm::step_kind::send) check_range(r, i, s.dst, s.bytes);
+        if (s.kind == algorithm::step_kind::reduce) check_range(r, i, s.lhs, s.bytes);
       }
     }
   }
@@ -260,7 +261,8 @@ class schedule_interpreter {
       }
       case algorithm::step_kind::reduce: {
         try {
-          reduce_(memory(r, s.dst.where).data() + s.dst.offset, memory(r, s.src.where).data() + s.src.offset, s.bytes);
+          reduce_(memory(r, s.dst.where).data() + s.dst.offset, memory(r, s.lhs.where).data() + s.lhs.offset,
+                  memory(r, s.src.where).data() + s.src.offset, s.bytes);
         } catch (const std::exception& e) {
           problems_ << describe(r, i) << ": " << e.what() << "\n";
           return;

@@ -34,12 +34,11 @@ std::vector<T> random_values(std::size_t count, std::mt19937_64& rng) {
   return out;
 }
 
-template <class T, class Op>
-using kernel = void (*)(T*, const T*, std::size_t, const Op&);
-
-// Runs `reduce` at misaligned starts and compares bit for bit with a scalar
-// loop: element-wise kernels do not reassociate, so results must be identical.
-template <class T, class Op, class Reduce>
+// Runs `reduce` (dst, lhs, src, count, op) at misaligned starts and compares
+// bit for bit with a scalar loop: element-wise kernels do not reassociate,
+// so results must be identical. With Separate, lhs is its own buffer (dst =
+// op(lhs, src)); without, lhs is dst (dst = op(dst, src)).
+template <bool Separate, class T, class Op, class Reduce>
 void check_against_scalar(Op op, Reduce reduce) {
   std::mt19937_64 rng(7);
   std::vector<std::size_t> lengths;
@@ -48,35 +47,46 @@ void check_against_scalar(Op op, Reduce reduce) {
   for (const std::size_t n : lengths) {
     for (const std::size_t dst_offset : {std::size_t{0}, std::size_t{1}, std::size_t{3}}) {
       const std::size_t src_offset = (dst_offset + 1) % 4;
+      const std::size_t lhs_offset = (dst_offset + 2) % 4;
       auto dst_storage = random_values<T>(n + 4, rng);
       const auto src_storage = random_values<T>(n + 4, rng);
+      const auto lhs_storage = random_values<T>(n + 4, rng);
+      T* dst = dst_storage.data() + dst_offset;
+      const T* lhs = Separate ? lhs_storage.data() + lhs_offset : dst;
+      const T* src = src_storage.data() + src_offset;
       auto expected = dst_storage;
-      for (std::size_t i = 0; i < n; ++i) {
-        expected[dst_offset + i] = T(op(expected[dst_offset + i], src_storage[src_offset + i]));
-      }
-      reduce(dst_storage.data() + dst_offset, src_storage.data() + src_offset, n, op);
-      INFO("length " << n << ", dst offset " << dst_offset << ", src offset " << src_offset);
+      for (std::size_t i = 0; i < n; ++i) expected[dst_offset + i] = T(op(lhs[i], src[i]));
+      reduce(dst, lhs, src, n, op);
+      INFO("length " << n << ", dst offset " << dst_offset << ", src offset " << src_offset << ", separate lhs "
+                     << Separate);
       REQUIRE(std::memcmp(dst_storage.data(), expected.data(), dst_storage.size() * sizeof(T)) == 0);
     }
   }
 }
 
-template <class T, class Op>
-void check_every_path(Op op) {
-  SECTION("dispatched") {
-    check_against_scalar<T>(op, [](T* d, const T* s, std::size_t n, const Op& o) {
-      tutti::reduce_into(std::span<T>(d, n), std::span<const T>(s, n), o);
-    });
-  }
-  SECTION("baseline") { check_against_scalar<T>(op, &tutti::detail::reduce_baseline<T, Op>); }
+template <bool Separate, class T, class Op>
+void check_form(Op op) {
+  SECTION("dispatched") { check_against_scalar<Separate, T>(op, &tutti::detail::reduce_dispatch<T, Op>); }
+  SECTION("baseline") { check_against_scalar<Separate, T>(op, &tutti::detail::reduce_baseline<Separate, T, Op>); }
 #if TUTTI_DETAIL_X86_DISPATCH
   if (tutti::detail::cpu_has_avx2()) {
-    SECTION("avx2") { check_against_scalar<T>(op, &tutti::detail::reduce_avx2<T, Op>); }
+    SECTION("avx2") { check_against_scalar<Separate, T>(op, &tutti::detail::reduce_avx2<Separate, T, Op>); }
   }
 #endif
   SECTION("type-erased") {
-    check_against_scalar<T>(op, [](T* d, const T* s, std::size_t n, const Op& o) {
-      tutti::detail::reduction::make<T>(o)(d, s, n * sizeof(T));
+    check_against_scalar<Separate, T>(op, [](T* d, const T* l, const T* s, std::size_t n, const Op& o) {
+      tutti::detail::reduction::make<T>(o)(d, l, s, n * sizeof(T));
+    });
+  }
+}
+
+template <class T, class Op>
+void check_every_path(Op op) {
+  SECTION("dst = op(dst, src)") { check_form<false, T>(op); }
+  SECTION("dst = op(lhs, src)") { check_form<true, T>(op); }
+  SECTION("reduce_into") {
+    check_against_scalar<false, T>(op, [](T* d, const T*, const T* s, std::size_t n, const Op& o) {
+      tutti::reduce_into(std::span<T>(d, n), std::span<const T>(s, n), o);
     });
   }
 }
@@ -109,6 +119,17 @@ TEST_CASE("identical ranges reduce in place", "[reduce]") {
   CHECK(v == std::vector<int>{2, 4, 6, 8, 10});
 }
 
+TEST_CASE("the result may be either operand's very range", "[reduce]") {
+  const auto sum = tutti::detail::reduction::make<int>(tutti::sum{});
+  std::vector<int> a{1, 2, 3};
+  const std::vector<int> b{10, 20, 30};
+  std::vector<int> result(3);
+  sum(result.data(), a.data(), b.data(), 3 * sizeof(int));
+  CHECK(result == std::vector<int>{11, 22, 33});
+  sum(a.data(), b.data(), a.data(), 3 * sizeof(int));  // a = b + a
+  CHECK(a == std::vector<int>{11, 22, 33});
+}
+
 TEST_CASE("bad input is rejected before any element changes", "[reduce]") {
   std::vector<float> dst(10, 1.0f);
   const std::vector<float> src(12, 2.0f);
@@ -137,6 +158,12 @@ TEST_CASE("bad input is rejected before any element changes", "[reduce]") {
           return m.str();
         }()));
     CHECK(buffer == before);
+  }
+  SECTION("a left operand partially overlapping the result") {
+    const auto sum = tutti::detail::reduction::make<float>(tutti::sum{});
+    std::vector<float> buffer(16, 1.0f);
+    CHECK_THROWS_WITH(sum(buffer.data(), buffer.data() + 2, src.data(), 8 * sizeof(float)),
+                      Catch::Matchers::Contains("partially overlap"));
   }
   SECTION("byte counts that split an element") {
     const auto sum = tutti::detail::reduction::make<float>(tutti::sum{});

@@ -26,8 +26,13 @@
 //
 // The two power-of-two algorithms fold a non-power-of-two world first (see
 // detail::fold), costing two extra full-vector messages on the folded ranks.
-// All of them copy input to output first and then work in output only, so
-// they are correct in place (see collective.hpp).
+// None but the double binary tree copies input to output first: the first
+// step that writes a part of the output reads that part of the input (dst =
+// op(input, received)), and later steps work in output. Every builder
+// declares that input may be output (schedule_builder::
+// input_may_alias_output), so a write to output also waits for earlier reads
+// of that input (recursive doubling's first send), and the schedules are
+// correct in place too.
 #pragma once
 
 #include <algorithm>
@@ -51,10 +56,14 @@ inline constexpr std::size_t tree_chunk_bytes = std::size_t{64} << 10;
 inline schedule ring(const collective_args& a) {
   using namespace detail;
   schedule_builder b;
+  b.input_may_alias_output(0);
   const std::size_t es = a.element_size;
+  const region in{buffer::input, 0};
   const region out{buffer::output, 0};
-  b.copy(out, {buffer::input, 0}, a.count * es);
-  if (a.size == 1 || a.count == 0) return std::move(b).finish();
+  if (a.size == 1 || a.count == 0) {
+    b.copy(out, in, a.count * es);
+    return std::move(b).finish();
+  }
 
   const int n = a.size;
   const int r = a.rank;
@@ -64,7 +73,7 @@ inline schedule ring(const collective_args& a) {
   const std::size_t per_chunk = chunk_elements(a, default_chunk_bytes);
   // Afterwards rank r holds all of block r + 1; each step of the all-gather
   // forwards the block received last.
-  ring_reduce_scatter(b, r, n, out, offsets, es, per_chunk);
+  ring_reduce_scatter(b, r, n, in, out, offsets, es, per_chunk);
   const std::size_t chunks = chunk_count(largest(offsets), per_chunk);
   auto length = [&](int block) { return offsets[uz(block) + 1] - offsets[uz(block)]; };
   for (int s = 0; s + 1 < n; ++s) {
@@ -83,15 +92,20 @@ inline schedule ring(const collective_args& a) {
 inline schedule recursive_doubling(const collective_args& a) {
   using namespace detail;
   schedule_builder b;
+  b.input_may_alias_output(0);
   const std::size_t bytes = a.count * a.element_size;
+  const region in{buffer::input, 0};
   const region out{buffer::output, 0};
-  b.copy(out, {buffer::input, 0}, bytes);
-  if (a.size == 1 || bytes == 0) return std::move(b).finish();
+  running_sum sum(in, out);
+  if (a.size == 1 || bytes == 0) {
+    sum.settle(b, bytes);
+    return std::move(b).finish();
+  }
 
   const fold f(a.size);
   const int r = a.rank;
   if (f.sits_out(r)) {
-    b.send(r + 1, out, bytes);
+    b.send(r + 1, in, bytes);
     b.recv(r + 1, out, bytes);
     return std::move(b).finish();
   }
@@ -100,14 +114,14 @@ inline schedule recursive_doubling(const collective_args& a) {
   const region staging = b.allocate_scratch(bytes);
   if (f.absorbs(r)) {
     b.recv(r - 1, staging, bytes);
-    b.reduce(out, staging, bytes);
+    sum.combine(b, staging, bytes);
   }
   const int vrank = f.virtual_rank(r);
   for (int mask = 1; mask < f.active; mask *= 2) {
     const int partner = f.real_rank(vrank ^ mask);
-    b.send(partner, out, bytes);
+    b.send(partner, sum.current(), bytes);
     b.recv(partner, staging, bytes);
-    b.reduce(out, staging, bytes);
+    sum.combine(b, staging, bytes);
   }
   if (f.absorbs(r)) b.send(r - 1, out, bytes);
   return std::move(b).finish();
@@ -116,23 +130,32 @@ inline schedule recursive_doubling(const collective_args& a) {
 inline schedule rabenseifner(const collective_args& a) {
   using namespace detail;
   schedule_builder b;
+  b.input_may_alias_output(0);
   const std::size_t es = a.element_size;
   const std::size_t bytes = a.count * es;
+  const region in{buffer::input, 0};
   const region out{buffer::output, 0};
-  b.copy(out, {buffer::input, 0}, bytes);
-  if (a.size == 1 || bytes == 0) return std::move(b).finish();
+  if (a.size == 1 || bytes == 0) {
+    b.copy(out, in, bytes);
+    return std::move(b).finish();
+  }
 
   const fold f(a.size);
   const int r = a.rank;
   if (f.sits_out(r)) {
-    b.send(r + 1, out, bytes);
+    b.send(r + 1, in, bytes);
     b.recv(r + 1, out, bytes);
     return std::move(b).finish();
   }
-  if (f.absorbs(r)) b.recv_reduce(r - 1, out, bytes);
+  running_sum sum(in, out);
+  if (f.absorbs(r)) {
+    const region staging = b.allocate_scratch(bytes);
+    b.recv(r - 1, staging, bytes);
+    sum.combine(b, staging, bytes);
+  }
   const int vrank = f.virtual_rank(r);
   const auto offsets = even_offsets(a.count, f.active);
-  halving_reduce_scatter(b, f, vrank, out, offsets, es);
+  halving_reduce_scatter(b, f, vrank, sum.current(), out, offsets, es);
   doubling_all_gather(b, f, vrank, out, offsets, es);
   if (f.absorbs(r)) b.send(r - 1, out, bytes);
   return std::move(b).finish();
@@ -141,6 +164,7 @@ inline schedule rabenseifner(const collective_args& a) {
 inline schedule double_binary_tree(const collective_args& a) {
   using namespace detail;
   schedule_builder b;
+  b.input_may_alias_output(0);
   const std::size_t es = a.element_size;
   const region out{buffer::output, 0};
   b.copy(out, {buffer::input, 0}, a.count * es);

@@ -21,11 +21,11 @@
 //   barrier           none                         none
 //
 // Aliasing: all_reduce may be run in place (input and output the same
-// memory). Its algorithms copy input to output first and never read input
-// again, because the schedule names them as different buffers and so cannot
-// order a read of one after a write of the other. all_gather may be run with
-// its input being its own block of the output: its algorithms read input
-// only in that first copy too. For every other collective input and output
+// memory). Its builders declare so (schedule_builder::
+// input_may_alias_output), which orders every write of output after the
+// earlier reads of the input it may be. all_gather may be run with its input
+// being its own block of the output: its algorithms read input only in a
+// first copy to that block. For every other collective input and output
 // must not overlap.
 #pragma once
 

@@ -117,34 +117,75 @@ inline void recv_some(schedule_builder& b, int peer, region dst, std::size_t byt
   if (bytes != 0) b.recv(peer, dst, bytes);
 }
 
-// Ring reduce-scatter in place: `work` holds this rank's contribution, cut
-// into `size` blocks by `offsets` (size + 1 element offsets). After size - 1
-// steps, each sending one block right and adding the one from the left,
-// block rank + 1 of `work` holds the reduction over all ranks; the other
-// blocks hold partial sums. Blocks are cut into chunks of `per_chunk`
-// elements, so forwarding one chunk overlaps receiving the next.
-inline void ring_reduce_scatter(schedule_builder& b, int rank, int size, region work,
+// A rank's running reduction of a whole vector: it starts as the rank's own
+// contribution where that lies (usually input) and moves to its destination
+// with the first combine, which writes dst = op(own, received). So no
+// schedule copies its input before reducing: that copy was a whole extra
+// pass over memory, a quarter of a large all_reduce's time.
+class running_sum {
+ public:
+  running_sum(region own, region destination) noexcept : current_(own), destination_(destination) {}
+
+  // Where the sum so far lies: what a rank sends on.
+  [[nodiscard]] region current() const noexcept { return current_; }
+
+  // current = op(current, src), written to the destination.
+  void combine(schedule_builder& b, region src, std::size_t bytes) {
+    b.reduce(destination_, current_, src, bytes);
+    current_ = destination_;
+  }
+
+  // Moves the sum to its destination if nothing was combined yet.
+  void settle(schedule_builder& b, std::size_t bytes) {
+    b.copy(destination_, current_, bytes);
+    current_ = destination_;
+  }
+
+ private:
+  region current_;
+  region destination_;
+};
+
+// Ring reduce-scatter: `own` holds this rank's contribution and `work`
+// receives the partial sums, both cut into `size` blocks by `offsets`
+// (size + 1 element offsets). After size - 1 steps, each sending one block
+// right and adding the one from the left, block rank + 1 of `work` holds the
+// reduction over all ranks and the other blocks but rank's hold partial
+// sums; block rank of `work` is never written. Each block of `own` is read
+// once, by the step that first writes it to `work` (or, for block rank, by
+// the first send), so `own` may be `work` itself or, for an all_reduce in
+// place, alias it. Blocks are cut into chunks of `per_chunk` elements, so
+// forwarding one chunk overlaps receiving the next.
+inline void ring_reduce_scatter(schedule_builder& b, int rank, int size, region own, region work,
                                 std::span<const std::size_t> offsets, std::size_t element_size, std::size_t per_chunk) {
   const std::size_t es = element_size;
   const int right = wrap(rank + 1, size);
   const int left = wrap(rank - 1, size);
   const std::size_t block_max = largest(offsets);
   const std::size_t chunks = chunk_count(block_max, per_chunk);
-  // Two staging slots, so receiving step s + 1 overlaps reducing step s.
-  const region slots[2] = {b.allocate_scratch(block_max * es), b.allocate_scratch(block_max * es)};
+  // A few chunk-sized staging slots, used in turn: a chunk is reduced soon
+  // after it lands, so its slot is still in cache, and the slots in use
+  // bound how far receiving runs ahead of reducing.
+  constexpr std::size_t slot_count = 4;
+  const std::size_t slot_bytes = std::min(per_chunk, block_max) * es;
+  region slots[slot_count];
+  for (region& slot : slots) slot = b.allocate_scratch(slot_bytes);
+  std::size_t next_slot = 0;
   auto length = [&](int block) { return offsets[uz(block) + 1] - offsets[uz(block)]; };
   // After step s, block rank - s - 1 holds the contributions of s + 2 ranks.
   for (int s = 0; s + 1 < size; ++s) {
     const int send_block = wrap(rank - s, size);
     const int recv_block = wrap(rank - s - 1, size);
-    const region slot = slots[s % 2];
+    const region send_from = s == 0 ? own : work;
     for (std::size_t c = 0; c < chunks; ++c) {
       const piece out_piece = chunk_of(length(send_block), per_chunk, c);
-      send_some(b, right, at(work, (offsets[uz(send_block)] + out_piece.first) * es), out_piece.length * es);
+      const std::size_t out_at = (offsets[uz(send_block)] + out_piece.first) * es;
+      send_some(b, right, at(send_from, out_at), out_piece.length * es);
       const piece in_piece = chunk_of(length(recv_block), per_chunk, c);
-      const region staging = at(slot, in_piece.first * es);
+      const region staging = slots[next_slot++ % slot_count];
+      const std::size_t in_at = (offsets[uz(recv_block)] + in_piece.first) * es;
       recv_some(b, left, staging, in_piece.length * es);
-      b.reduce(at(work, (offsets[uz(recv_block)] + in_piece.first) * es), staging, in_piece.length * es);
+      b.reduce(at(work, in_at), at(own, in_at), staging, in_piece.length * es);
     }
   }
 }
@@ -187,12 +228,14 @@ inline tree_node in_order_tree(int n, int index) {
   return node;
 }
 
-// Recursive halving among `f.active` virtual ranks over the blocks of
-// `work` given by `offsets` (active + 1 element offsets): afterwards this
-// rank's block of `work` holds the reduction over all active ranks. Each
-// round keeps the half of the current window this rank's bit selects and
-// hands the other half to the partner, so bytes sent halve every round.
-inline void halving_reduce_scatter(schedule_builder& b, const fold& f, int vrank, region work,
+// Recursive halving among `f.active` virtual ranks over the blocks given by
+// `offsets` (active + 1 element offsets): afterwards this rank's block of
+// `work` holds the reduction over all active ranks. `own` is this rank's
+// contribution, read in the first round only (it may be `work`; see
+// ring_reduce_scatter). Each round keeps the half of the current window this
+// rank's bit selects and hands the other half to the partner, so bytes sent
+// halve every round.
+inline void halving_reduce_scatter(schedule_builder& b, const fold& f, int vrank, region own, region work,
                                    std::span<const std::size_t> offsets, std::size_t element_size) {
   // Every later round keeps part of what the first kept, so the larger
   // first half bounds every message received.
@@ -201,6 +244,7 @@ inline void halving_reduce_scatter(schedule_builder& b, const fold& f, int vrank
   const region staging = b.allocate_scratch(half * element_size);
   int lo = 0;
   int hi = f.active;
+  region source = own;
   for (int mask = f.active / 2; mask >= 1; mask /= 2) {
     const int partner = f.real_rank(vrank ^ mask);
     const int mid = lo + mask;
@@ -211,9 +255,11 @@ inline void halving_reduce_scatter(schedule_builder& b, const fold& f, int vrank
     const int give_hi = keep_low ? hi : mid;
     const std::size_t give = (offsets[uz(give_hi)] - offsets[uz(give_lo)]) * element_size;
     const std::size_t keep = (offsets[uz(keep_hi)] - offsets[uz(keep_lo)]) * element_size;
-    send_some(b, partner, at(work, offsets[uz(give_lo)] * element_size), give);
+    const std::size_t keep_at = offsets[uz(keep_lo)] * element_size;
+    send_some(b, partner, at(source, offsets[uz(give_lo)] * element_size), give);
     recv_some(b, partner, staging, keep);
-    b.reduce(at(work, offsets[uz(keep_lo)] * element_size), staging, keep);
+    b.reduce(at(work, keep_at), at(source, keep_at), staging, keep);
+    source = work;
     lo = keep_lo;
     hi = keep_hi;
   }

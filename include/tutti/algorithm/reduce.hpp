@@ -31,18 +31,25 @@ inline schedule binomial(const collective_args& a) {
   const int n = a.size;
   if (bytes == 0) return std::move(b).finish();
   const bool root = a.rank == a.root;
-  const region sum = root ? region{buffer::output, 0} : b.allocate_scratch(bytes);
-  b.copy(sum, {buffer::input, 0}, bytes);
   const int vrank = wrap(a.rank - a.root, n);
+  // Children are vrank + 1, + 2, + 4, ... below vrank's lowest set bit; a
+  // leaf sends its input as it is, so only inner ranks need scratch.
+  const bool inner = vrank % 2 == 0 && vrank + 1 < n;
+  const region in{buffer::input, 0};
+  running_sum sum(in, root ? region{buffer::output, 0} : inner ? b.allocate_scratch(bytes) : in);
   for (int mask = 1; mask < n; mask *= 2) {
     if ((vrank & mask) != 0) {
-      b.send(wrap(vrank - mask + a.root, n), sum, bytes);
+      b.send(wrap(vrank - mask + a.root, n), sum.current(), bytes);
       break;
     }
+    if (vrank + mask >= n) continue;
     // Each child gets its own staging buffer so their messages can land
     // concurrently; they are combined in a fixed order all the same.
-    if (vrank + mask < n) b.recv_reduce(wrap(vrank + mask + a.root, n), sum, bytes);
+    const region staging = b.allocate_scratch(bytes);
+    b.recv(wrap(vrank + mask + a.root, n), staging, bytes);
+    sum.combine(b, staging, bytes);
   }
+  if (root) sum.settle(b, bytes);
   return std::move(b).finish();
 }
 
@@ -55,11 +62,14 @@ inline schedule ring(const collective_args& a) {
   const int r = a.rank;
   if (bytes == 0) return std::move(b).finish();
   const bool root = r == a.root;
+  const region in{buffer::input, 0};
   const region work = root ? region{buffer::output, 0} : b.allocate_scratch(bytes);
-  b.copy(work, {buffer::input, 0}, bytes);
-  if (n == 1) return std::move(b).finish();
+  if (n == 1) {
+    b.copy(work, in, bytes);
+    return std::move(b).finish();
+  }
   const auto offsets = even_offsets(a.count, n);
-  ring_reduce_scatter(b, r, n, work, offsets, es, chunk_elements(a, default_chunk_bytes));
+  ring_reduce_scatter(b, r, n, in, work, offsets, es, chunk_elements(a, default_chunk_bytes));
   // Rank p now holds the sum of block p + 1; the root has its own already.
   auto block = [&](int p) {
     const int j = wrap(p + 1, n);

@@ -85,17 +85,17 @@ inline schedule recursive_halving(const collective_args& a) {
     return std::move(b).finish();
   }
   const region work = b.allocate_scratch(total);
+  region own = in;
   if (f.absorbs(r)) {
     recv_some(b, r - 1, work, total);
     b.reduce(work, in, total);
-  } else {
-    b.copy(work, in, total);
+    own = work;
   }
   // A virtual rank's block spans the real blocks of the ranks it stands for.
   std::vector<std::size_t> virtual_offsets(uz(f.active) + 1);
   for (int v = 0; v < f.active; ++v) virtual_offsets[uz(v)] = offsets[uz(v < f.extra ? 2 * v : v + f.extra)];
   virtual_offsets[uz(f.active)] = offsets[uz(n)];
-  halving_reduce_scatter(b, f, f.virtual_rank(r), work, virtual_offsets, es);
+  halving_reduce_scatter(b, f, f.virtual_rank(r), own, work, virtual_offsets, es);
   if (f.absorbs(r)) send_some(b, r - 1, at(work, offsets[uz(r - 1)] * es), sizes[uz(r - 1)] * es);
   b.copy(out, at(work, offsets[uz(r)] * es), sizes[uz(r)] * es);
   return std::move(b).finish();

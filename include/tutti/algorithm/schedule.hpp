@@ -4,7 +4,8 @@
 // over channels and the simulator (sim/) over a model, so both see exactly
 // the same program.
 //
-// Steps are send, recv, reduce (dst = op(dst, src)) and copy. Sends to one
+// Steps are send, recv, reduce (dst = op(lhs, src), lhs often dst itself)
+// and copy. Sends to one
 // peer match that peer's receives from this rank in program order (channels
 // are FIFO, like RC queue pairs), so no tags are needed. Beyond that order,
 // a step waits only for its explicit dependencies, so the executor may keep
@@ -19,6 +20,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -52,7 +54,8 @@ struct step {
   step_kind kind = step_kind::copy;
   int peer = -1;  // send and recv only
   region src{};   // send: the bytes sent; reduce, copy: the source
-  region dst{};   // recv: where they land; reduce: dst = op(dst, src); copy: the target
+  region dst{};   // recv: where they land; reduce: dst = op(lhs, src); copy: the target
+  region lhs{};   // reduce only: the left operand, dst itself or disjoint from it
   std::size_t bytes = 0;
   std::uint32_t first_dependency = 0;  // into schedule::dependencies
   std::uint32_t dependency_count = 0;
@@ -72,19 +75,27 @@ struct schedule {
 // Builds a schedule, deriving dependencies from the byte ranges steps touch.
 class schedule_builder {
  public:
-  void send(int peer, region src, std::size_t bytes) { add({step_kind::send, peer, src, {}, bytes}); }
-  void recv(int peer, region dst, std::size_t bytes) { add({step_kind::recv, peer, {}, dst, bytes}); }
-  void reduce(region dst, region src, std::size_t bytes) { add({step_kind::reduce, -1, src, dst, bytes}); }
+  void send(int peer, region src, std::size_t bytes) {
+    add({.kind = step_kind::send, .peer = peer, .src = src, .bytes = bytes});
+  }
+  void recv(int peer, region dst, std::size_t bytes) {
+    add({.kind = step_kind::recv, .peer = peer, .dst = dst, .bytes = bytes});
+  }
+  // dst = op(dst, src).
+  void reduce(region dst, region src, std::size_t bytes) { reduce(dst, dst, src, bytes); }
+  // dst = op(lhs, src): combining into a fresh destination needs no copy of
+  // lhs into it first. Like every operand, lhs is dst's range or disjoint.
+  void reduce(region dst, region lhs, region src, std::size_t bytes) {
+    add({.kind = step_kind::reduce, .src = src, .dst = dst, .lhs = lhs, .bytes = bytes});
+  }
   void copy(region dst, region src, std::size_t bytes) {
-    if (dst != src) add({step_kind::copy, -1, src, dst, bytes});
+    if (dst != src) add({.kind = step_kind::copy, .src = src, .dst = dst, .bytes = bytes});
   }
-  // Receives into fresh scratch and reduces into dst: the common
-  // "combine what the peer sent" step.
-  void recv_reduce(int peer, region dst, std::size_t bytes) {
-    const region staging = allocate_scratch(bytes);
-    recv(peer, staging, bytes);
-    reduce(dst, staging, bytes);
-  }
+  // Declares that the input may be the output itself, from byte
+  // `output_offset` on (an all_reduce in place). Dependencies then treat an
+  // input range as the output range it may be, so a step that overwrites
+  // output waits for every earlier step reading that input, and vice versa.
+  void input_may_alias_output(std::size_t output_offset) { input_alias_ = output_offset; }
 
   // Makes every later step wait for every step added so far. Zero-byte
   // messages (a barrier's tokens) touch no bytes, so ranges alone cannot
@@ -127,17 +138,24 @@ class schedule_builder {
     s.first_dependency = static_cast<std::uint32_t>(dependencies_.size());
     const bool reads_src = s.kind != step_kind::recv;
     const bool writes_dst = s.kind != step_kind::send;
-    // reduce reads its dst too: treat it as read-and-write (a write covers it).
+    // A reduce whose lhs is dst reads dst too: the write covers that read.
+    const bool reads_lhs = s.kind == step_kind::reduce && s.lhs != s.dst;
     for (const std::uint32_t f : fenced_) dependencies_.push_back(f);
     if (reads_src) depend_on(s.src, s.bytes, false, s.first_dependency);
+    if (reads_lhs) depend_on(s.lhs, s.bytes, false, s.first_dependency);
     if (writes_dst) depend_on(s.dst, s.bytes, true, s.first_dependency);
     s.dependency_count = static_cast<std::uint32_t>(dependencies_.size()) - s.first_dependency;
     if (s.bytes != 0) {
-      if (reads_src) accesses_.push_back({s.src.where, s.src.offset, s.src.offset + s.bytes, index, false});
+      auto touch = [&](region r, bool writes) {
+        const region t = tracked(r);
+        return access{t.where, t.offset, t.offset + s.bytes, index, writes};
+      };
+      if (reads_src) accesses_.push_back(touch(s.src, false));
+      if (reads_lhs) accesses_.push_back(touch(s.lhs, false));
       if (writes_dst) {
         // Accesses inside the range this step writes are now reached through
         // it (it depends on all of them), so they need not be scanned again.
-        const access written{s.dst.where, s.dst.offset, s.dst.offset + s.bytes, index, true};
+        const access written = touch(s.dst, true);
         std::erase_if(accesses_, [&](const access& a) {
           return a.where == written.where && written.begin <= a.begin && a.end <= written.end && a.step != index;
         });
@@ -151,8 +169,9 @@ class schedule_builder {
   // earlier write to an overlapping range, and for a write any earlier read.
   // `first` is where this step's dependencies start, so a step that both
   // reads and writes a conflicting range lists it once.
-  void depend_on(region r, std::size_t bytes, bool writes, std::size_t first) {
+  void depend_on(region where, std::size_t bytes, bool writes, std::size_t first) {
     if (bytes == 0) return;
+    const region r = tracked(where);
     for (const access& a : accesses_) {
       const bool overlaps = a.where == r.where && a.begin < r.offset + bytes && r.offset < a.end;
       if (!overlaps || !(a.writes || writes)) continue;
@@ -162,8 +181,16 @@ class schedule_builder {
     }
   }
 
+  // The range dependencies are tracked in: the output range an input range
+  // may be, if declared so.
+  [[nodiscard]] region tracked(region r) const noexcept {
+    if (r.where != buffer::input || !input_alias_) return r;
+    return {buffer::output, *input_alias_ + r.offset};
+  }
+
   std::vector<step> steps_;
   std::vector<std::uint32_t> dependencies_;
+  std::optional<std::size_t> input_alias_;
   std::vector<access> accesses_;
   std::vector<std::uint32_t> fenced_;  // steps between the last two fences
   std::size_t fence_begin_ = 0;        // first step after the last fence

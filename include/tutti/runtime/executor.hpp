@@ -293,7 +293,7 @@ class executor {
         break;
       case algorithm::step_kind::reduce:
         if (reduce_ == nullptr) tutti::detail::fail(errc::internal, "schedule reduces but no reduction was given");
-        (*reduce_)(address(buffers_, st.dst), address(buffers_, st.src), st.bytes);
+        (*reduce_)(address(buffers_, st.dst), address(buffers_, st.lhs), address(buffers_, st.src), st.bytes);
         complete(i);
         break;
     }

@@ -1,4 +1,5 @@
-// Element-wise reduction kernels: dst[i] = op(dst[i], src[i]).
+// Element-wise reduction kernels: dst[i] = op(lhs[i], src[i]), where lhs is
+// usually dst itself.
 //
 // The typed entry point, reduce_into, checks its arguments; the byte-level
 // form, detail::reduction, is what the executor calls with raw chunks after
@@ -22,47 +23,68 @@
 namespace tutti {
 namespace detail {
 
-template <class T, class Op>
-[[gnu::always_inline]] inline void reduce_loop(T* __restrict dst, const T* __restrict src, std::size_t count,
-                                               const Op& op) {
+// dst[i] = op(lhs[i], src[i]). With Separate false, lhs is dst itself
+// (the two-operand form dst = op(dst, src)) and the lhs argument is unused:
+// restrict-qualified pointers must not alias, so the two forms differ only in
+// where the left operand is read, not in the loop.
+template <bool Separate, class T, class Op>
+[[gnu::always_inline]] inline void reduce_loop(T* __restrict dst, const T* __restrict lhs, const T* __restrict src,
+                                               std::size_t count, const Op& op) {
+  auto left = [&](std::size_t i) -> T {
+    if constexpr (Separate) {
+      return lhs[i];
+    } else {
+      return dst[i];
+    }
+  };
   // Four cache lines per block: enough to fill AVX2 registers several times
   // over, few enough that the scalar tail stays short.
   constexpr std::size_t block = 256 / sizeof(T);
   std::size_t i = 0;
   for (; i + block <= count; i += block) {
-    for (std::size_t j = 0; j < block; ++j) dst[i + j] = T(op(dst[i + j], src[i + j]));
+    for (std::size_t j = 0; j < block; ++j) dst[i + j] = T(op(left(i + j), src[i + j]));
   }
-  for (; i < count; ++i) dst[i] = T(op(dst[i], src[i]));
+  for (; i < count; ++i) dst[i] = T(op(left(i), src[i]));
 }
 
-template <class T, class Op>
-void reduce_baseline(T* __restrict dst, const T* __restrict src, std::size_t count, const Op& op) {
-  reduce_loop(dst, src, count, op);
+template <bool Separate, class T, class Op>
+void reduce_baseline(T* __restrict dst, const T* __restrict lhs, const T* __restrict src, std::size_t count,
+                     const Op& op) {
+  reduce_loop<Separate>(dst, lhs, src, count, op);
 }
 
 #if TUTTI_DETAIL_X86_DISPATCH
-template <class T, class Op>
-[[gnu::target("avx2")]] void reduce_avx2(T* __restrict dst, const T* __restrict src, std::size_t count, const Op& op) {
-  reduce_loop(dst, src, count, op);
+template <bool Separate, class T, class Op>
+[[gnu::target("avx2")]] void reduce_avx2(T* __restrict dst, const T* __restrict lhs, const T* __restrict src,
+                                         std::size_t count, const Op& op) {
+  reduce_loop<Separate>(dst, lhs, src, count, op);
 }
 #endif
 
-// Picks the widest instruction set this CPU has. dst and src are either the
-// same range or disjoint (checked by callers).
+template <bool Separate, class T, class Op>
+void reduce_widest(T* dst, const T* lhs, const T* src, std::size_t count, const Op& op) {
+#if TUTTI_DETAIL_X86_DISPATCH
+  if (cpu_has_avx2()) return reduce_avx2<Separate>(dst, lhs, src, count, op);
+#endif
+  reduce_baseline<Separate>(dst, lhs, src, count, op);
+}
+
+// dst = op(lhs, src) with the widest instruction set this CPU has. Each of
+// lhs and src is either dst's range or disjoint from it (checked by
+// callers); lhs and src, both only read, may overlap each other.
 template <class T, class Op>
-void reduce_dispatch(T* dst, const T* src, std::size_t count, const Op& op) {
+void reduce_dispatch(T* dst, const T* lhs, const T* src, std::size_t count, const Op& op) {
   if (dst == src) {
-    // op(x, x) in place: the restrict-qualified loops must not see aliases.
-    for (std::size_t i = 0; i < count; ++i) dst[i] = T(op(dst[i], dst[i]));
+    // An operand aliases the result: element by element, no restrict.
+    for (std::size_t i = 0; i < count; ++i) dst[i] = T(op(lhs[i], dst[i]));
     return;
   }
-#if TUTTI_DETAIL_X86_DISPATCH
-  if (cpu_has_avx2()) return reduce_avx2(dst, src, count, op);
-#endif
-  reduce_baseline(dst, src, count, op);
+  if (dst == lhs) return reduce_widest<false>(dst, static_cast<const T*>(nullptr), src, count, op);
+  reduce_widest<true>(dst, lhs, src, count, op);
 }
 
-// Rejects partially overlapping ranges; identical ranges are allowed.
+// Rejects an operand that partially overlaps the result; an operand that is
+// the result's very range is allowed.
 inline void check_reduce_ranges(const void* dst, const void* src, std::size_t bytes) {
   const auto d = reinterpret_cast<std::uintptr_t>(dst);
   const auto s = reinterpret_cast<std::uintptr_t>(src);
@@ -88,25 +110,31 @@ class reduction {
   [[nodiscard]] op_kind kind() const noexcept { return kind_; }
   [[nodiscard]] std::size_t element_size() const noexcept { return size_of(type_); }
 
-  // dst = op(dst, src) over `bytes`, which must be a whole number of elements.
-  void operator()(void* dst, const void* src, std::size_t bytes) const {
+  // dst = op(lhs, src) over `bytes`, which must be a whole number of
+  // elements. Reducing into a separate dst saves the copy of lhs into it.
+  void operator()(void* dst, const void* lhs, const void* src, std::size_t bytes) const {
     if (bytes % element_size() != 0) {
       fail(errc::invalid_argument, "reduce: ", bytes, " bytes is not a whole number of ", to_string(type_),
            " elements");
     }
+    check_reduce_ranges(dst, lhs, bytes);
     check_reduce_ranges(dst, src, bytes);
-    apply_(op_, dst, src, bytes / element_size());
+    apply_(op_, dst, lhs, src, bytes / element_size());
   }
 
+  // dst = op(dst, src).
+  void operator()(void* dst, const void* src, std::size_t bytes) const { (*this)(dst, dst, src, bytes); }
+
  private:
-  using apply_fn = void (*)(const void* op, void* dst, const void* src, std::size_t count);
+  using apply_fn = void (*)(const void* op, void* dst, const void* lhs, const void* src, std::size_t count);
 
   reduction(dtype type, op_kind kind, apply_fn apply, const void* op) noexcept
       : type_(type), kind_(kind), apply_(apply), op_(op) {}
 
   template <class T, class Op>
-  static void apply_typed(const void* op, void* dst, const void* src, std::size_t count) {
-    reduce_dispatch(static_cast<T*>(dst), static_cast<const T*>(src), count, *static_cast<const Op*>(op));
+  static void apply_typed(const void* op, void* dst, const void* lhs, const void* src, std::size_t count) {
+    reduce_dispatch(static_cast<T*>(dst), static_cast<const T*>(lhs), static_cast<const T*>(src), count,
+                    *static_cast<const Op*>(op));
   }
 
   dtype type_;
@@ -128,7 +156,7 @@ void reduce_into(std::span<T> dst, std::span<const T> src, const Op& op = {}) {
                    src.size());
     }
     detail::check_reduce_ranges(dst.data(), src.data(), dst.size_bytes());
-    detail::reduce_dispatch(dst.data(), src.data(), dst.size(), op);
+    detail::reduce_dispatch(dst.data(), dst.data(), src.data(), dst.size(), op);
   }
 }
 

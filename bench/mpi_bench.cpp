@@ -75,6 +75,7 @@ class mpi_runner final : public tb::runner {
   [[nodiscard]] std::vector<std::string> algorithms_for(operation) override { return {"-"}; }
   void prepare(operation op, const std::string&, const tb::geometry& g) override {
     op_ = op;
+    op_handle_ = reduction(options_.op);  // once, not per timed operation
     g_ = g;
   }
   double timed(int count) override {
@@ -101,7 +102,7 @@ class mpi_runner final : public tb::runner {
     T* in = buffers_.in.data();
     T* out = buffers_.out.data();
     const MPI_Datatype type = datatype<T>();
-    const MPI_Op op = reduction(options_.op);
+    const MPI_Op op = op_handle_;
     switch (op_) {
       case operation::all_reduce: MPI_Allreduce(in, out, count_of(g_.in), type, op, MPI_COMM_WORLD); break;
       case operation::reduce: MPI_Reduce(in, out, count_of(g_.in), type, op, 0, MPI_COMM_WORLD); break;
@@ -132,6 +133,7 @@ class mpi_runner final : public tb::runner {
   int ranks_ = 1;
   tb::buffers<T> buffers_;
   operation op_ = operation::all_reduce;
+  MPI_Op op_handle_ = MPI_SUM;
   tb::geometry g_;
 };
 

@@ -117,7 +117,7 @@ class tutti_runner final : public tb::runner {
 
   double timed(int count) override {
     const auto start = std::chrono::steady_clock::now();
-    for (int i = 0; i < count; ++i) run_once();
+    run(count);
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / count;
     if (op_ == operation::send_recv) seconds /= 2;  // one way
     base_.all_reduce(std::span(&seconds, 1), tutti::max{});
@@ -126,7 +126,7 @@ class tutti_runner final : public tb::runner {
 
   long long check() override {
     buffers_.fill(op_, options_.op, rank(), g_);
-    run_once();
+    run(1);
     std::int64_t wrong = buffers_.wrong(op_, options_.op, rank(), ranks(), g_);
     base_.all_reduce(std::span(&wrong, 1));
     return wrong;
@@ -147,28 +147,39 @@ class tutti_runner final : public tb::runner {
     c.unregister_memory(std::span<const T>(buffers_.out));
   }
 
-  void run_once() {
+  // `count` operations back to back; the reduction is picked by name once,
+  // outside the loop.
+  void run(int count) {
     tutti::communicator& c = *comm_;
     const std::span<const T> in(buffers_.in.data(), g_.in);
     const std::span<T> out(buffers_.out.data(), g_.out);
+    auto repeat = [count](auto&& body) {
+      for (int i = 0; i < count; ++i) body();
+    };
     switch (op_) {
-      case operation::all_reduce: with_reduction(options_.op, [&](auto op) { c.all_reduce(in, out, op); }); break;
-      case operation::reduce: with_reduction(options_.op, [&](auto op) { c.reduce(in, out, 0, op); }); break;
-      case operation::reduce_scatter:
-        with_reduction(options_.op, [&](auto op) { c.reduce_scatter(in, out, op); });
+      case operation::all_reduce:
+        with_reduction(options_.op, [&](auto op) { repeat([&] { c.all_reduce(in, out, op); }); });
         break;
-      case operation::broadcast: c.broadcast(out, 0); break;
-      case operation::all_gather: c.all_gather(in, out); break;
-      case operation::all_to_all: c.all_to_all(in, out); break;
+      case operation::reduce:
+        with_reduction(options_.op, [&](auto op) { repeat([&] { c.reduce(in, out, 0, op); }); });
+        break;
+      case operation::reduce_scatter:
+        with_reduction(options_.op, [&](auto op) { repeat([&] { c.reduce_scatter(in, out, op); }); });
+        break;
+      case operation::broadcast: repeat([&] { c.broadcast(out, 0); }); break;
+      case operation::all_gather: repeat([&] { c.all_gather(in, out); }); break;
+      case operation::all_to_all: repeat([&] { c.all_to_all(in, out); }); break;
       case operation::send_recv:
         // Rank 1 returns what it got: a round trip of one message each way.
-        if (c.rank() == 0) {
-          c.send(in, 1);
-          c.recv(out, 1);
-        } else if (c.rank() == 1) {
-          c.recv(out, 0);
-          c.send(std::span<const T>(out), 0);
-        }
+        repeat([&] {
+          if (c.rank() == 0) {
+            c.send(in, 1);
+            c.recv(out, 1);
+          } else if (c.rank() == 1) {
+            c.recv(out, 0);
+            c.send(std::span<const T>(out), 0);
+          }
+        });
         break;
     }
   }

@@ -189,11 +189,24 @@ class executor {
       if (last != no_step) next_on_channel_[last] = i;
       last = i;
     }
+    // Only the transports this run uses are progressed in every round: a
+    // round is what an arriving message waits for, so polling a transport
+    // no step uses (the self route's inproc, say) only slows the reaction.
     transports_.clear();
-    for (const auto& r : routes) {
+    auto use = [&](const route& r) {
       if (r.via != nullptr && std::find(transports_.begin(), transports_.end(), r.via) == transports_.end()) {
         transports_.push_back(r.via);
       }
+    };
+    for (const auto& st : s.steps) {
+      if (st.kind == algorithm::step_kind::send || st.kind == algorithm::step_kind::recv) {
+        use(routes[static_cast<std::size_t>(st.peer)]);
+      }
+    }
+    // Check mode's headers travel between ring neighbours.
+    if (routes.size() > 1) {
+      use(right());
+      use(routes[static_cast<std::size_t>(left_rank())]);
     }
     // Ready at the start: no dependencies and first on their channel.
     initially_ready_.clear();

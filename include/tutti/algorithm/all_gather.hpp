@@ -9,8 +9,10 @@
 // - bruck: ceil(log2(size)) rounds on any size, at the cost of working in a
 //   rotated scratch copy and one local rotation into place at the end.
 //
-// Input is read only by the first copy into the output, so the input may be
-// this rank's own block of the output (in place).
+// Input is read by the copy into this rank's block of the output and by the
+// first sends of that block (which so need not wait for the copy), and
+// nothing else writes that block: so the input may be the block itself (in
+// place), the copy then being one onto itself.
 #pragma once
 
 #include <algorithm>
@@ -34,17 +36,21 @@ inline schedule ring(const collective_args& a) {
   const int r = a.rank;
   const auto sizes = block_sizes(a);
   const auto offsets = offsets_of(sizes);
+  const region in{buffer::input, 0};
   const region out{buffer::output, 0};
-  b.copy(at(out, offsets[uz(r)] * es), {buffer::input, 0}, sizes[uz(r)] * es);
+  b.copy(at(out, offsets[uz(r)] * es), in, sizes[uz(r)] * es);
 
   const std::size_t per_chunk = chunk_elements(a, default_chunk_bytes);
   const std::size_t chunks = chunk_count(largest(offsets), per_chunk);
   for (int s = 0; s + 1 < n; ++s) {
     const int send_block = wrap(r - s, n);
     const int recv_block = wrap(r - s - 1, n);
+    // This rank's own block goes out from the input, so it need not wait
+    // for the copy into the output.
+    const region send_base = s == 0 ? in : at(out, offsets[uz(send_block)] * es);
     for (std::size_t c = 0; c < chunks; ++c) {
       const piece out_piece = chunk_of(sizes[uz(send_block)], per_chunk, c);
-      send_some(b, wrap(r + 1, n), at(out, (offsets[uz(send_block)] + out_piece.first) * es), out_piece.length * es);
+      send_some(b, wrap(r + 1, n), at(send_base, out_piece.first * es), out_piece.length * es);
       const piece in_piece = chunk_of(sizes[uz(recv_block)], per_chunk, c);
       recv_some(b, wrap(r - 1, n), at(out, (offsets[uz(recv_block)] + in_piece.first) * es), in_piece.length * es);
     }
@@ -70,11 +76,14 @@ inline schedule bruck(const collective_args& a) {
   std::vector<std::size_t> rotated(uz(n));
   for (int i = 0; i < n; ++i) rotated[uz(i)] = sizes[uz(wrap(r + i, n))];
   const auto work_offsets = offsets_of(rotated);
+  const region in{buffer::input, 0};
   const region work = b.allocate_scratch(offsets[uz(n)] * es);
-  b.copy(work, {buffer::input, 0}, sizes[uz(r)] * es);
+  b.copy(work, in, sizes[uz(r)] * es);
   for (int k = 1; k < n; k *= 2) {
     const int blocks = std::min(k, n - k);
-    send_some(b, wrap(r - k, n), work, work_offsets[uz(blocks)] * es);
+    // The first round sends this rank's block alone: from the input, so it
+    // need not wait for the copy.
+    send_some(b, wrap(r - k, n), k == 1 ? in : work, work_offsets[uz(blocks)] * es);
     recv_some(b, wrap(r + k, n), at(work, work_offsets[uz(k)] * es),
               (work_offsets[uz(k + blocks)] - work_offsets[uz(k)]) * es);
   }
@@ -93,8 +102,9 @@ inline schedule recursive_doubling(const collective_args& a) {
   const auto offsets = offsets_of(block_sizes(a));
   const region out{buffer::output, 0};
   const auto self = uz(a.rank);
-  b.copy(at(out, offsets[self] * es), {buffer::input, 0}, (offsets[self + 1] - offsets[self]) * es);
-  doubling_all_gather(b, fold(a.size), a.rank, out, offsets, es);
+  const region in{buffer::input, 0};
+  b.copy(at(out, offsets[self] * es), in, (offsets[self + 1] - offsets[self]) * es);
+  doubling_all_gather(b, fold(a.size), a.rank, in, out, offsets, es);
   return std::move(b).finish();
 }
 

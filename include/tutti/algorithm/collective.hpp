@@ -25,7 +25,8 @@
 // input_may_alias_output), which orders every write of output after the
 // earlier reads of the input it may be. all_gather may be run with its input
 // being its own block of the output: its algorithms read input only in a
-// first copy to that block. For every other collective input and output
+// copy to that block and in sends of it, and write that block only by the
+// copy. For every other collective input and output
 // must not overlap.
 #pragma once
 

@@ -266,9 +266,12 @@ inline void halving_reduce_scatter(schedule_builder& b, const fold& f, int vrank
 }
 
 // Recursive doubling all-gather among `f.active` virtual ranks: this rank
-// starts with its block of `work` and ends with all of them. Each round
-// swaps the aligned window of blocks each side has, doubling it.
-inline void doubling_all_gather(schedule_builder& b, const fold& f, int vrank, region work,
+// ends with every block of `work`. Its own block is read from `own` in the
+// first round (its block of `work`, or the input that a copy puts there:
+// sending from the input lets the peer fetch it while that copy runs), and
+// from `work` after that. Each round swaps the aligned window of blocks each
+// side has, doubling it.
+inline void doubling_all_gather(schedule_builder& b, const fold& f, int vrank, region own, region work,
                                 std::span<const std::size_t> offsets, std::size_t element_size) {
   for (int mask = 1; mask < f.active; mask *= 2) {
     const int partner_v = vrank ^ mask;
@@ -276,7 +279,8 @@ inline void doubling_all_gather(schedule_builder& b, const fold& f, int vrank, r
     const int theirs = partner_v & ~(mask - 1);
     const std::size_t my_bytes = (offsets[uz(mine + mask)] - offsets[uz(mine)]) * element_size;
     const std::size_t their_bytes = (offsets[uz(theirs + mask)] - offsets[uz(theirs)]) * element_size;
-    send_some(b, f.real_rank(partner_v), at(work, offsets[uz(mine)] * element_size), my_bytes);
+    const region from = mask == 1 ? own : at(work, offsets[uz(mine)] * element_size);
+    send_some(b, f.real_rank(partner_v), from, my_bytes);
     recv_some(b, f.real_rank(partner_v), at(work, offsets[uz(theirs)] * element_size), their_bytes);
   }
 }

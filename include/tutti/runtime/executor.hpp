@@ -300,10 +300,15 @@ class executor {
         }
         break;
       }
-      case algorithm::step_kind::copy:
-        std::memmove(address(buffers_, st.dst), address(buffers_, st.src), st.bytes);
+      case algorithm::step_kind::copy: {
+        // In place (an all_gather's input is its block of the output) the
+        // copy is onto itself, and a peer may be reading those bytes.
+        std::byte* dst = address(buffers_, st.dst);
+        const std::byte* src = address(buffers_, st.src);
+        if (dst != src) std::memmove(dst, src, st.bytes);
         complete(i);
         break;
+      }
       case algorithm::step_kind::reduce:
         if (reduce_ == nullptr) tutti::detail::fail(errc::internal, "schedule reduces but no reduction was given");
         (*reduce_)(address(buffers_, st.dst), address(buffers_, st.lhs), address(buffers_, st.src), st.bytes);

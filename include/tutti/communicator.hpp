@@ -399,6 +399,10 @@ class communicator {
     struct planned {
       algorithm::selection choice;
       algorithm::schedule schedule;
+      // The buffer sizes, in elements, the collective's layout asks of this
+      // rank for these arguments.
+      std::size_t in_elements = 0;
+      std::size_t out_elements = 0;
     };
     using schedule_key = std::tuple<algorithm::collective, std::size_t, std::size_t, int, std::vector<std::size_t>,
                                     std::vector<std::size_t>>;
@@ -793,34 +797,43 @@ class communicator {
                               overlap_rule rule) {
     detail::check_op<Op, T>();
     if constexpr (detail::valid_op<Op, T>) {
-      check_overlap(args, std::as_bytes(in), std::as_bytes(out), rule);
-      // The reduction refers to its op, which must outlive a queued call: a
-      // stateless op is one shared instance, a stateful one is copied.
-      const Op* kept = nullptr;
-      std::shared_ptr<const void> storage;
-      if constexpr (std::is_empty_v<Op> && std::is_default_constructible_v<Op>) {
-        kept = &stateless_op<Op>;
-      } else {
-        auto copy = std::make_shared<const Op>(op);
-        kept = copy.get();
-        storage = std::move(copy);
-      }
-      auto operation = collective_op(std::move(args), in.data(), in.size(), out.data(), out.size(),
-                                     detail::reduction::make<T>(*kept), static_cast<std::uint8_t>(dtype_of<T>));
-      operation.op_storage = std::move(storage);
-      // avg: the collective sums; the result is divided by the number of
-      // contributions once it is complete.
-      if constexpr (requires { Op::finalize(T{}, std::size_t{}); }) {
-        operation.finalize = [](void* data, std::size_t elements, std::size_t contributors) {
-          for (auto& x : std::span<T>(static_cast<T*>(data), elements)) x = Op::finalize(x, contributors);
-        };
-        operation.out_elements = out.size();
-        operation.contributors = static_cast<std::size_t>(size());
-      }
-      return operation;
+      return reducing_checked(std::move(args), in, out, op, rule);
     } else {
       return {};
     }
+  }
+
+  // reducing() for a valid op. A function of its own with one return, so
+  // the operation is built in place (named return value): a second return
+  // in the same function made GCC move the whole operation on every call.
+  template <class T, class Op>
+  runtime::operation reducing_checked(algorithm::collective_args args, std::span<const T> in, std::span<T> out,
+                                      const Op& op, overlap_rule rule) {
+    check_overlap(args, std::as_bytes(in), std::as_bytes(out), rule);
+    // The reduction refers to its op, which must outlive a queued call: a
+    // stateless op is one shared instance, a stateful one is copied.
+    const Op* kept = nullptr;
+    std::shared_ptr<const void> storage;
+    if constexpr (std::is_empty_v<Op> && std::is_default_constructible_v<Op>) {
+      kept = &stateless_op<Op>;
+    } else {
+      auto copy = std::make_shared<const Op>(op);
+      kept = copy.get();
+      storage = std::move(copy);
+    }
+    auto operation = collective_op(std::move(args), in.data(), in.size(), out.data(), out.size(),
+                                   detail::reduction::make<T>(*kept), static_cast<std::uint8_t>(dtype_of<T>));
+    operation.op_storage = std::move(storage);
+    // avg: the collective sums; the result is divided by the number of
+    // contributions once it is complete.
+    if constexpr (requires { Op::finalize(T{}, std::size_t{}); }) {
+      operation.finalize = [](void* data, std::size_t elements, std::size_t contributors) {
+        for (auto& x : std::span<T>(static_cast<T*>(data), elements)) x = Op::finalize(x, contributors);
+      };
+      operation.out_elements = out.size();
+      operation.contributors = static_cast<std::size_t>(size());
+    }
+    return operation;
   }
 
   static void check_overlap(const algorithm::collective_args& args, std::span<const std::byte> in,
@@ -844,17 +857,9 @@ class communicator {
                                    std::uint8_t element_type = runtime::call_signature::no_type) {
     state& s = *state_;
     const auto name = algorithm::to_string(args.kind);
-    algorithm::validate(args);
-    const std::size_t in_expected = algorithm::input_bytes(args) / args.element_size;
-    const std::size_t out_expected = algorithm::output_bytes(args) / args.element_size;
-    if (in_elements != in_expected) {
-      detail::fail(errc::invalid_argument, name, ": input has ", in_elements, " elements but rank ", s.rank, " needs ",
-                   in_expected);
-    }
-    if (out_elements != out_expected) {
-      detail::fail(errc::invalid_argument, name, ": output has ", out_elements, " elements but rank ", s.rank,
-                   " needs ", out_expected);
-    }
+    // Everything validate() checks is part of the plan's key (rank and size
+    // are the communicator's), so arguments with a plan were validated when
+    // it was made: a repeated call skips straight to the buffer sizes.
     const bool uniform = args.counts.empty() && args.recv_counts.empty();
     const state::uniform_call this_call{args.kind, args.count, args.element_size, args.root};
     const state::planned* plan = uniform && s.last_call == this_call ? s.last_planned : nullptr;
@@ -862,16 +867,27 @@ class communicator {
       state::schedule_key key{args.kind, args.count, args.element_size, args.root, args.counts, args.recv_counts};
       auto found = s.schedules.find(key);
       if (found == s.schedules.end()) {
+        algorithm::validate(args);
         auto choice = algorithm::choose(args, s.forced_algorithms, s.model);
         if (choice.chunk_bytes != 0) args.chunk_bytes = choice.chunk_bytes;
         auto schedule = algorithm::build(choice.algorithm, args);
-        found = s.schedules.emplace(std::move(key), state::planned{std::move(choice), std::move(schedule)}).first;
+        state::planned made{std::move(choice), std::move(schedule), algorithm::input_bytes(args) / args.element_size,
+                            algorithm::output_bytes(args) / args.element_size};
+        found = s.schedules.emplace(std::move(key), std::move(made)).first;
       }
       plan = &found->second;
       if (uniform) {
         s.last_call = this_call;
         s.last_planned = plan;
       }
+    }
+    if (in_elements != plan->in_elements) {
+      detail::fail(errc::invalid_argument, name, ": input has ", in_elements, " elements but rank ", s.rank, " needs ",
+                   plan->in_elements);
+    }
+    if (out_elements != plan->out_elements) {
+      detail::fail(errc::invalid_argument, name, ": output has ", out_elements, " elements but rank ", s.rank,
+                   " needs ", plan->out_elements);
     }
     runtime::operation op;
     op.name = name;

@@ -38,8 +38,6 @@ inline schedule ring(const collective_args& a) {
   const auto offsets = offsets_of(sizes);
   const region in{buffer::input, 0};
   const region out{buffer::output, 0};
-  b.copy(at(out, offsets[uz(r)] * es), in, sizes[uz(r)] * es);
-
   const std::size_t per_chunk = chunk_elements(a, default_chunk_bytes);
   const std::size_t chunks = chunk_count(largest(offsets), per_chunk);
   for (int s = 0; s + 1 < n; ++s) {
@@ -55,6 +53,9 @@ inline schedule ring(const collective_args& a) {
       recv_some(b, wrap(r - 1, n), at(out, (offsets[uz(recv_block)] + in_piece.first) * es), in_piece.length * es);
     }
   }
+  // No step reads this rank's block of the output, so the copy into it comes
+  // last: it runs once the first messages are posted.
+  b.copy(at(out, offsets[uz(r)] * es), in, sizes[uz(r)] * es);
   return std::move(b).finish();
 }
 
@@ -78,14 +79,14 @@ inline schedule bruck(const collective_args& a) {
   const auto work_offsets = offsets_of(rotated);
   const region in{buffer::input, 0};
   const region work = b.allocate_scratch(offsets[uz(n)] * es);
-  b.copy(work, in, sizes[uz(r)] * es);
   for (int k = 1; k < n; k *= 2) {
     const int blocks = std::min(k, n - k);
-    // The first round sends this rank's block alone: from the input, so it
-    // need not wait for the copy.
+    // The first round sends this rank's block alone, from the input, and
+    // the copy into the work buffer follows its posts.
     send_some(b, wrap(r - k, n), k == 1 ? in : work, work_offsets[uz(blocks)] * es);
     recv_some(b, wrap(r + k, n), at(work, work_offsets[uz(k)] * es),
               (work_offsets[uz(k + blocks)] - work_offsets[uz(k)]) * es);
+    if (k == 1) b.copy(work, in, sizes[uz(r)] * es);
   }
   // Ranks r..n-1 come first in the work buffer, then 0..r-1.
   const std::size_t tail = work_offsets[uz(n - r)];
@@ -101,10 +102,7 @@ inline schedule recursive_doubling(const collective_args& a) {
   const std::size_t es = a.element_size;
   const auto offsets = offsets_of(block_sizes(a));
   const region out{buffer::output, 0};
-  const auto self = uz(a.rank);
-  const region in{buffer::input, 0};
-  b.copy(at(out, offsets[self] * es), in, (offsets[self + 1] - offsets[self]) * es);
-  doubling_all_gather(b, fold(a.size), a.rank, in, out, offsets, es);
+  doubling_all_gather(b, fold(a.size), a.rank, {buffer::input, 0}, out, offsets, es);
   return std::move(b).finish();
 }
 

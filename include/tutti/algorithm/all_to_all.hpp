@@ -46,7 +46,6 @@ inline schedule pairwise(const collective_args& a) {
   const auto recv_offsets = offsets_of(recvs);
   const region in{buffer::input, 0};
   const region out{buffer::output, 0};
-  b.copy(at(out, recv_offsets[uz(r)] * es), at(in, send_offsets[uz(r)] * es), sends[uz(r)] * es);
   for (int k = 1; k < n; ++k) {
     const auto to = uz(wrap(r + k, n));
     const auto from = uz(wrap(r - k, n));
@@ -55,6 +54,8 @@ inline schedule pairwise(const collective_args& a) {
       b.recv(static_cast<int>(from), at(out, recv_offsets[from] * es), recvs[from] * es);
     }
   }
+  // This rank's own block last: the copy runs once the messages are posted.
+  b.copy(at(out, recv_offsets[uz(r)] * es), at(in, send_offsets[uz(r)] * es), sends[uz(r)] * es);
   return std::move(b).finish();
 }
 

@@ -266,13 +266,15 @@ inline void halving_reduce_scatter(schedule_builder& b, const fold& f, int vrank
 }
 
 // Recursive doubling all-gather among `f.active` virtual ranks: this rank
-// ends with every block of `work`. Its own block is read from `own` in the
-// first round (its block of `work`, or the input that a copy puts there:
-// sending from the input lets the peer fetch it while that copy runs), and
-// from `work` after that. Each round swaps the aligned window of blocks each
+// ends with every block of `work`. Its own block starts in `own`: its block
+// of `work`, or the input, which the first round sends as it is and which is
+// copied into `work` right after that round is posted, so the peer fetches
+// it while the copy runs. Each round swaps the aligned window of blocks each
 // side has, doubling it.
 inline void doubling_all_gather(schedule_builder& b, const fold& f, int vrank, region own, region work,
                                 std::span<const std::size_t> offsets, std::size_t element_size) {
+  const region own_block = at(work, offsets[uz(vrank)] * element_size);
+  const std::size_t own_bytes = (offsets[uz(vrank) + 1] - offsets[uz(vrank)]) * element_size;
   for (int mask = 1; mask < f.active; mask *= 2) {
     const int partner_v = vrank ^ mask;
     const int mine = vrank & ~(mask - 1);
@@ -282,7 +284,9 @@ inline void doubling_all_gather(schedule_builder& b, const fold& f, int vrank, r
     const region from = mask == 1 ? own : at(work, offsets[uz(mine)] * element_size);
     send_some(b, f.real_rank(partner_v), from, my_bytes);
     recv_some(b, f.real_rank(partner_v), at(work, offsets[uz(theirs)] * element_size), their_bytes);
+    if (mask == 1) b.copy(own_block, own, own_bytes);
   }
+  if (f.active == 1) b.copy(own_block, own, own_bytes);  // no rounds
 }
 
 }  // namespace tutti::algorithm::detail

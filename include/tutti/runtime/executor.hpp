@@ -208,9 +208,12 @@ class executor {
       use(right());
       use(routes[static_cast<std::size_t>(left_rank())]);
     }
-    // Ready at the start: no dependencies and first on their channel.
+    // Ready at the start: no dependencies and first on their channel. The
+    // ready list is a stack, so they are pushed last step first and go out
+    // in program order: algorithms list a round's send before its receive
+    // and local copies after the messages they can overlap.
     initially_ready_.clear();
-    for (std::uint32_t i = 0; i < n; ++i) {
+    for (std::uint32_t i = static_cast<std::uint32_t>(n); i-- > 0;) {
       if (initial_pending_[i] == 0 && previous_on_channel_[i] == no_step) initially_ready_.push_back(i);
     }
     compiled_schedule_ = schedule_;

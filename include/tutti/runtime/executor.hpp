@@ -135,18 +135,16 @@ class executor {
     }
   }
 
-  // Per run: dependency counts, dependents (CSR), the previous step on the
-  // same channel and direction, and which steps are in flight.
   // Per run: the step states, from the schedule's graph (compiled once per
   // schedule: cached schedules live as long as their communicator, so the
-  // same schedule on the same routes needs no second look).
+  // same schedule on the same routes needs no second look). One copy of
+  // the initial states: for a small collective, resetting is a good part
+  // of its bookkeeping.
   void prepare() {
     if (schedule_ != compiled_schedule_ || routes_.data() != compiled_routes_) compile();
     const auto n = schedule_->steps.size();
-    pending_ = initial_pending_;
+    runs_ = initial_runs_;
     if (has_check_) headers_.resize(n);
-    states_.assign(n, state::waiting);
-    posted_index_.assign(n, 0);
     ready_ = initially_ready_;
     in_flight_.clear();
     remaining_ = n;
@@ -160,13 +158,13 @@ class executor {
     const algorithm::schedule& s = *schedule_;
     const std::span<const route> routes = routes_;
     const auto n = s.steps.size();
-    initial_pending_.assign(n, 0);
+    initial_runs_.assign(n, step_run{});
     previous_on_channel_.assign(n, no_step);
     next_on_channel_.assign(n, no_step);
     dependent_offsets_.assign(n + 1, 0);
     for (std::uint32_t i = 0; i < n; ++i) {
       const auto deps = s.dependencies_of(s.steps[i]);
-      initial_pending_[i] = static_cast<std::uint32_t>(deps.size());
+      initial_runs_[i].pending = static_cast<std::uint32_t>(deps.size());
       for (const auto d : deps) ++dependent_offsets_[d + 1];
     }
     for (std::size_t i = 0; i < n; ++i) dependent_offsets_[i + 1] += dependent_offsets_[i];
@@ -214,20 +212,20 @@ class executor {
     // and local copies after the messages they can overlap.
     initially_ready_.clear();
     for (std::uint32_t i = static_cast<std::uint32_t>(n); i-- > 0;) {
-      if (initial_pending_[i] == 0 && previous_on_channel_[i] == no_step) initially_ready_.push_back(i);
+      if (initial_runs_[i].pending == 0 && previous_on_channel_[i] == no_step) initially_ready_.push_back(i);
     }
     compiled_schedule_ = schedule_;
     compiled_routes_ = routes_.data();
   }
 
   [[nodiscard]] bool issuable(const algorithm::schedule& s, std::uint32_t i) const {
-    if (pending_[i] != 0 || states_[i] != state::waiting) return false;
+    if (runs_[i].pending != 0 || runs_[i].status != state::waiting) return false;
     const auto kind = s.steps[i].kind;
     if (kind != algorithm::step_kind::send && kind != algorithm::step_kind::recv) return true;
     // Posts on one channel keep program order, headers included: the next
     // step goes out only once this one's data is posted.
     const auto previous = previous_on_channel_[i];
-    return previous == no_step || states_[previous] == state::posted || states_[previous] == state::done;
+    return previous == no_step || runs_[previous].status == state::posted || runs_[previous].status == state::done;
   }
 
   [[nodiscard]] static std::byte* address(const buffers& b, algorithm::region r) {
@@ -248,7 +246,7 @@ class executor {
       ready_.pop_back();
       // A step can be queued twice (its last dependency and its channel
       // predecessor may release it in the same round): issue it once.
-      if (states_[i] != state::waiting) continue;
+      if (runs_[i].status != state::waiting) continue;
       issue(i);
       moved = true;
     }
@@ -260,9 +258,9 @@ class executor {
       const auto& st = s.steps[i];
       auto& channel = *routes_[static_cast<std::size_t>(st.peer)].channel;
       channel.check_usable();
-      const bool finished = st.kind == algorithm::step_kind::send ? channel.sends_done() > posted_index_[i]
-                                                                  : channel.recvs_done() > posted_index_[i];
-      if (finished && states_[i] == state::header_posted) {
+      const auto done_on_channel = st.kind == algorithm::step_kind::send ? channel.sends_done() : channel.recvs_done();
+      const bool finished = done_on_channel > runs_[i].posted_index;
+      if (finished && runs_[i].status == state::header_posted) {
         // Check mode: the header is in; compare it, then take the data.
         check_header(headers_[i], check_, st.bytes, rank_, st.peer);
         post_data(channel, i);
@@ -298,8 +296,8 @@ class executor {
           channel.post_send(&headers_[i], sizeof(message_header));
           post_data(channel, i);
         } else {
-          posted_index_[i] = channel.post_recv(&headers_[i], sizeof(message_header));
-          states_[i] = state::header_posted;
+          runs_[i].posted_index = channel.post_recv(&headers_[i], sizeof(message_header));
+          runs_[i].status = state::header_posted;
         }
         break;
       }
@@ -331,9 +329,10 @@ class executor {
 
   void post_data(transport::channel& channel, std::uint32_t i) {
     const auto& st = schedule_->steps[i];
-    posted_index_[i] = st.kind == algorithm::step_kind::send ? channel.post_send(address(buffers_, st.src), st.bytes)
-                                                             : channel.post_recv(address(buffers_, st.dst), st.bytes);
-    states_[i] = state::posted;
+    runs_[i].posted_index = st.kind == algorithm::step_kind::send
+                                ? channel.post_send(address(buffers_, st.src), st.bytes)
+                                : channel.post_recv(address(buffers_, st.dst), st.bytes);
+    runs_[i].status = state::posted;
     // The next step on this channel may now be issuable.
     if (const auto next = next_on_channel_[i]; next != no_step && issuable(*schedule_, next)) ready_.push_back(next);
   }
@@ -377,11 +376,11 @@ class executor {
   }
 
   void complete(std::uint32_t i) {
-    states_[i] = state::done;
+    runs_[i].status = state::done;
     --remaining_;
     for (std::uint32_t k = dependent_offsets_[i]; k < dependent_offsets_[i + 1]; ++k) {
       const auto j = dependents_[k];
-      if (--pending_[j] == 0 && issuable(*schedule_, j)) ready_.push_back(j);
+      if (--runs_[j].pending == 0 && issuable(*schedule_, j)) ready_.push_back(j);
     }
   }
 
@@ -426,23 +425,29 @@ class executor {
   std::uint64_t ring_received_ = 0;
   transport::backoff backoff_;
 
+  // What a run tracks per step, kept together so that a run starts with
+  // one copy of the compiled initial states.
+  struct step_run {
+    std::uint64_t posted_index = 0;  // the channel's posts before this one
+    std::uint32_t pending = 0;       // dependencies not done yet
+    state status = state::waiting;
+  };
+
   // Workspace, reused between runs.
-  // Compiled from the schedule (compile()).
+  // Compiled from the schedule and routes (compile()).
   const algorithm::schedule* compiled_schedule_ = nullptr;
   const route* compiled_routes_ = nullptr;
-  std::vector<std::uint32_t> initial_pending_;
+  std::vector<step_run> initial_runs_;
   std::vector<std::uint32_t> initially_ready_;
-  // Per run (prepare()).
-  std::vector<std::uint32_t> pending_;
-  std::vector<state> states_;
-  std::vector<std::uint64_t> posted_index_;
   std::vector<std::uint32_t> previous_on_channel_;
   std::vector<std::uint32_t> next_on_channel_;
   std::vector<std::uint32_t> dependent_offsets_;
   std::vector<std::uint32_t> dependents_;
+  std::vector<transport::transport*> transports_;
+  // Per run (prepare()).
+  std::vector<step_run> runs_;
   std::vector<std::uint32_t> ready_;
   std::vector<std::uint32_t> in_flight_;
-  std::vector<transport::transport*> transports_;
   std::vector<message_header> headers_;
   message_header ring_headers_[2];
   std::size_t remaining_ = 0;

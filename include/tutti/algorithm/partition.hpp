@@ -122,28 +122,34 @@ inline void recv_some(schedule_builder& b, int peer, region dst, std::size_t byt
 // with the first combine, which writes dst = op(own, received). So no
 // schedule copies its input before reducing: that copy was a whole extra
 // pass over memory, a quarter of a large all_reduce's time.
+//
+// It records whether the sum has moved rather than overwriting the region:
+// GCC 12 at -O1 and above with -fsanitize=thread dropped that store (the
+// member assignment after the builder call), so sends went on reading the
+// input (a ten-line reproduction failed the same way).
 class running_sum {
  public:
-  running_sum(region own, region destination) noexcept : current_(own), destination_(destination) {}
+  running_sum(region own, region destination) noexcept : own_(own), destination_(destination) {}
 
   // Where the sum so far lies: what a rank sends on.
-  [[nodiscard]] region current() const noexcept { return current_; }
+  [[nodiscard]] region current() const noexcept { return moved_ ? destination_ : own_; }
 
   // current = op(current, src), written to the destination.
   void combine(schedule_builder& b, region src, std::size_t bytes) {
-    b.reduce(destination_, current_, src, bytes);
-    current_ = destination_;
+    b.reduce(destination_, current(), src, bytes);
+    moved_ = true;
   }
 
   // Moves the sum to its destination if nothing was combined yet.
   void settle(schedule_builder& b, std::size_t bytes) {
-    b.copy(destination_, current_, bytes);
-    current_ = destination_;
+    b.copy(destination_, current(), bytes);
+    moved_ = true;
   }
 
  private:
-  region current_;
+  region own_;
   region destination_;
+  bool moved_ = false;
 };
 
 // Ring reduce-scatter: `own` holds this rank's contribution and `work`

@@ -3,7 +3,8 @@
 //   tutti-run -n 4 tutti-info        (or srun / mpirun / torchrun ...)
 //
 // Rank 0 prints every rank's host and the transport it uses to reach each
-// peer (i = inproc, s = shm, t = tcp), the cost model's constants, then the
+// peer (i = inproc, s = shm, t = tcp), the cost model's constants (and the
+// hosts and the link inside them, on several hosts), then the
 // algorithm each collective would use at a range of message sizes, with its
 // chunk size and predicted time.
 #include <tutti/tutti.hpp>
@@ -41,6 +42,12 @@ int main() {
                 : comm.config().calibrate         ? "calibrated at start-up"
                                                   : "defaults",
                 model.link.alpha_us, 1e-3 / model.link.beta_us_per_byte, 1e-3 / model.gamma_us_per_byte);
+    const auto& cluster = comm.cluster();
+    if (cluster.host_count() > 1) {
+      std::printf("%d hosts, %s ranks per host; inside a host: alpha %.2f us, beta %.2f GB/s\n", cluster.host_count(),
+                  cluster.ranks_per_host() > 0 ? std::to_string(cluster.ranks_per_host()).c_str() : "uneven",
+                  model.local.alpha_us, 1e-3 / model.local.beta_us_per_byte);
+    }
     const std::vector<std::size_t> sizes{8, 1024, 64 << 10, 1 << 20, 64 << 20};
     std::printf("\nalgorithm per collective and size%s; chunk where pipelined; predicted time\n",
                 comm.config().algorithms.empty() ? "" : " (TUTTI_ALGO forces some)");

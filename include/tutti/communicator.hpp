@@ -46,6 +46,7 @@
 #include <tutti/request.hpp>
 #include <tutti/runtime/operation_queue.hpp>
 #include <tutti/runtime/reduce_kernel.hpp>
+#include <tutti/topology/cluster.hpp>
 #include <tutti/transport/inproc.hpp>
 #include <tutti/transport/shm.hpp>
 #include <tutti/transport/tcp.hpp>
@@ -120,8 +121,12 @@ class communicator {
     args.size = size();
     args.count = count;
     args.element_size = element_size;
+    args.cluster = state_->cluster;
     return algorithm::choose(args, state_->forced_algorithms, state_->model);
   }
+  // Which ranks share a host and the rails between hosts, as every rank
+  // sees it (topology/cluster.hpp): what the hierarchical algorithms follow.
+  [[nodiscard]] const topology::cluster& cluster() const noexcept { return *state_->cluster; }
   // What rank `r` published at rendezvous.
   [[nodiscard]] const address_card& card(int r) const {
     check_rank(r, "card");
@@ -388,6 +393,7 @@ class communicator {
     options config;
     std::shared_ptr<store> scoped_store;
     std::vector<address_card> cards;
+    std::shared_ptr<const topology::cluster> cluster;  // from the cards
     std::vector<std::unique_ptr<transport::transport>> transports;
     std::vector<transport::transport*> routes;  // per peer
     std::vector<runtime::route> route_table;    // per peer, for the executor
@@ -462,11 +468,9 @@ class communicator {
       }
       throw;
     }
-    for (const auto& card : s.cards) {
-      if (card.host_id != mine.host_id) continue;
-      if (card.rank < rank) ++s.local_rank;
-      ++s.local_size;
-    }
+    s.cluster = make_cluster(s.cards);
+    s.local_rank = s.cluster->local_rank(rank);
+    s.local_size = static_cast<int>(s.cluster->ranks_on(s.cluster->host_of(rank)).size());
     transport::note_local_ranks(s.local_size);
     route_peers();
     s.queue.bind(s.route_table, s.rank, s.config.timeout);
@@ -579,6 +583,9 @@ class communicator {
     } else if (s.config.calibrate && s.size > 1) {
       calibrate();
     }
+    // On one host the link measured is the local one; across hosts the
+    // local link keeps shm's figures (inproc's, for threads of one process).
+    if (one_host) s.model.local = s.model.link;
     if (!s.config.cost_model.empty()) s.model = algorithm::parse_cost_model(s.config.cost_model, s.model);
   }
 
@@ -660,6 +667,13 @@ class communicator {
     return std::max(best, 1e-3) / static_cast<double>(elements * sizeof(float));
   }
 
+  static std::shared_ptr<const topology::cluster> make_cluster(const std::vector<address_card>& cards) {
+    std::vector<topology::rank_location> where;
+    where.reserve(cards.size());
+    for (const auto& card : cards) where.push_back({card.host_id, card.rail});
+    return std::make_shared<const topology::cluster>(where);
+  }
+
   static std::span<const std::string> fault_key() {
     static const std::string key[] = {"tutti/fault"};
     return key;
@@ -697,6 +711,7 @@ class communicator {
     args.count = count;
     args.element_size = sizeof(T);
     args.root = root;
+    args.cluster = state_->cluster;
     return args;
   }
 

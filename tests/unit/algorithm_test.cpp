@@ -3,6 +3,7 @@
 // Integer sums wrap exactly, so any correct combination order gives the same
 // bytes and a byte comparison is exact.
 #include <tutti/algorithm/registry.hpp>
+#include <tutti/topology/cluster.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -10,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <set>
 #include <sstream>
@@ -45,6 +47,9 @@ struct world_case {
   int root = 0;
   std::size_t chunk_bytes = 0;
   bool in_place = false;
+  // Hosts: 0 none (no cluster view); k > 0 hosts of k consecutive ranks;
+  // -h: h hosts taking ranks round robin (a host's ranks not consecutive).
+  int layout = 0;
   // all_gather_v, reduce_scatter_v: per rank. all_to_all_v: size x size,
   // row r being what rank r sends to each peer.
   std::vector<std::size_t> counts;
@@ -54,13 +59,22 @@ struct world_case {
     std::ostringstream out;
     out << ta::to_string(kind) << " " << algorithm << " size " << size << " count " << count << " element_size "
         << element_size << " root " << root << " chunk_bytes " << chunk_bytes << (in_place ? " in place" : "")
-        << " seed " << seed << (seed % 2 == 0 ? " eager" : " rendezvous");
+        << " layout " << layout << " seed " << seed << (seed % 2 == 0 ? " eager" : " rendezvous");
     return std::move(out).str();
   }
 };
 
+std::shared_ptr<const tutti::topology::cluster> cluster_for(int size, int layout) {
+  if (layout > 0) return std::make_shared<tutti::topology::cluster>(tutti::topology::cluster::uniform(size, layout));
+  if (layout == 0) return nullptr;
+  std::vector<tutti::topology::rank_location> where;
+  for (int r = 0; r < size; ++r) where.push_back({"host" + std::to_string(r % -layout)});
+  return std::make_shared<tutti::topology::cluster>(where);
+}
+
 ta::collective_args args_for(const world_case& c, int r) {
   ta::collective_args a;
+  a.cluster = cluster_for(c.size, c.layout);
   a.kind = c.kind;
   a.rank = r;
   a.size = c.size;
@@ -240,7 +254,28 @@ std::vector<std::size_t> random_counts(std::size_t entries, std::size_t most, st
   return counts;
 }
 
-// The standard sweep: every algorithm, size, count, element size and root.
+// Whether `algorithm` builds differently given a cluster view.
+bool reads_cluster(collective kind, std::string_view algorithm) {
+  return algorithm.starts_with("hierarchical") || (kind == collective::all_reduce && algorithm == "ring");
+}
+
+// Cluster layouts worth trying for `size` ranks: none, and for algorithms
+// that read the view, hosts of 1, 2 and 3 consecutive ranks, and 2 or 3
+// hosts taking ranks round robin, where they divide the world evenly.
+std::vector<int> layouts_for(collective kind, std::string_view algorithm, int size) {
+  std::vector<int> out{0};
+  if (!reads_cluster(kind, algorithm)) return out;
+  for (const int per_host : {1, 2, 3}) {
+    if (size % per_host == 0 && size > per_host) out.push_back(per_host);
+  }
+  for (const int hosts : {2, 3}) {
+    if (size % hosts == 0 && size > hosts) out.push_back(-hosts);
+  }
+  return out;
+}
+
+// The standard sweep: every algorithm, size, count, element size and root,
+// and the cluster layouts for algorithms that read one.
 void sweep(collective kind) {
   std::mt19937_64 rng(static_cast<std::uint64_t>(kind) + 7);
   const std::size_t counts[] = {0, 1, 7, 1000, 4099};
@@ -253,20 +288,25 @@ void sweep(collective kind) {
         if (size == 16 && count == 4099 && kind != collective::all_reduce) continue;
         for (const std::size_t es : element_sizes) {
           for (const int root : roots_for(kind, size)) {
-            world_case c;
-            c.kind = kind;
-            c.algorithm = algorithm;
-            c.size = size;
-            c.count = count;
-            c.element_size = es;
-            c.root = root;
-            c.seed = rng();
-            if (kind == collective::all_gather_v || kind == collective::reduce_scatter_v) {
-              c.counts = random_counts(uz(size), count, rng);
-            } else if (kind == collective::all_to_all_v) {
-              c.counts = random_counts(uz(size * size), count, rng);
+            for (const int layout : layouts_for(kind, algorithm, size)) {
+              // Layouts change the peers, not the element handling.
+              if (layout != 0 && es != 4) continue;
+              world_case c;
+              c.kind = kind;
+              c.algorithm = algorithm;
+              c.size = size;
+              c.count = count;
+              c.element_size = es;
+              c.root = root;
+              c.layout = layout;
+              c.seed = rng();
+              if (kind == collective::all_gather_v || kind == collective::reduce_scatter_v) {
+                c.counts = random_counts(uz(size), count, rng);
+              } else if (kind == collective::all_to_all_v) {
+                c.counts = random_counts(uz(size * size), count, rng);
+              }
+              check_world(c);
             }
-            check_world(c);
           }
         }
       }
@@ -286,6 +326,7 @@ void pipelined(collective kind, std::string_view algorithm, std::size_t count) {
     c.root = size - 1;
     c.chunk_bytes = 4096;
     c.seed = static_cast<std::uint64_t>(size) * 31 + count;
+    c.layout = algorithm.starts_with("hierarchical") && size % 2 == 0 ? 2 : 0;
     check_world(c);
   }
 }
@@ -393,7 +434,10 @@ TEST_CASE("all_reduce: in place every algorithm matches the reference", "[algori
         c.in_place = true;
         c.chunk_bytes = 64;
         c.seed = count + uz(size);
-        check_world(c);
+        for (const int layout : layouts_for(collective::all_reduce, algorithm, size)) {
+          c.layout = layout;
+          check_world(c);
+        }
       }
     }
   }
@@ -428,6 +472,9 @@ TEST_CASE("pipelined algorithms stay correct with many chunks in flight", "[algo
   pipelined(collective::reduce_scatter, "ring", 32771);
   pipelined(collective::all_reduce, "double_binary_tree", 262147);
   pipelined(collective::reduce, "ring", 262147);
+  pipelined(collective::all_reduce, "hierarchical", 262147);
+  pipelined(collective::all_gather, "hierarchical", 32771);
+  pipelined(collective::reduce_scatter, "hierarchical", 32771);
 }
 
 TEST_CASE("all_reduce reduces from input instead of copying it to output first", "[algorithm]") {

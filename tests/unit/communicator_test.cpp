@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -337,5 +338,82 @@ TEST_CASE("peers are routed to inproc shm or tcp by host and overrides", "[commu
       INFO("rank " << r);
       CHECK(ranks[static_cast<std::size_t>(r)].wait(60s) == s.status);
     }
+  }
+}
+
+// --- hierarchical collectives across hosts ----------------------------------
+
+// Checks the cluster view (3 hosts of 2 ranks, hosts taking ranks round
+// robin, so a host's ranks are not consecutive), then runs every
+// hierarchical collective (TUTTI_ALGO forces them) on integers, at sizes
+// that split unevenly, and checks every element.
+TUTTI_TEST_WORKER(hierarchical_world) {
+  try {
+    auto comm = tutti::communicator::from_env();
+    const int n = comm.size();
+    const int me = comm.rank();
+    const auto& cluster = comm.cluster();
+    if (cluster.host_count() != 3 || cluster.ranks_per_host() != 2) return 10;
+    if (comm.local_rank() != me / 3 || comm.local_size() != 2) return 11;
+    if (cluster.host_of(me) != me % 3) return 12;
+    auto value = [](int rank, std::size_t i) {
+      return static_cast<std::int64_t>(rank) * 1'000'003 + static_cast<std::int64_t>(i);
+    };
+    for (const std::size_t count : {std::size_t{1}, std::size_t{7}, std::size_t{100'003}}) {
+      std::vector<std::int64_t> in(count), out(count);
+      for (std::size_t i = 0; i < count; ++i) in[i] = value(me, i);
+      comm.all_reduce(std::span<const std::int64_t>(in), std::span<std::int64_t>(out));
+      for (std::size_t i = 0; i < count; ++i) {
+        std::int64_t want = 0;
+        for (int r = 0; r < n; ++r) want += value(r, i);
+        if (out[i] != want) return 20;
+      }
+      std::vector<std::int64_t> gathered(count * static_cast<std::size_t>(n));
+      comm.all_gather(std::span<const std::int64_t>(in), std::span<std::int64_t>(gathered));
+      for (int r = 0; r < n; ++r) {
+        for (std::size_t i = 0; i < count; ++i) {
+          if (gathered[static_cast<std::size_t>(r) * count + i] != value(r, i)) return 21;
+        }
+      }
+      // reduce_scatter of the gathered vectors: block me is n times rank me's input.
+      std::vector<std::int64_t> mine(count);
+      comm.reduce_scatter(std::span<const std::int64_t>(gathered), std::span<std::int64_t>(mine));
+      for (std::size_t i = 0; i < count; ++i) {
+        if (mine[i] != n * value(me, i)) return 22;
+      }
+      for (const int root : {0, 4}) {
+        std::vector<std::int64_t> shared(count);
+        if (me == root) shared = in;
+        comm.broadcast(std::span<std::int64_t>(shared), root);
+        for (std::size_t i = 0; i < count; ++i) {
+          if (shared[i] != value(root, i)) return 23;
+        }
+      }
+    }
+    return 0;
+  } catch (const tutti::error& e) {
+    std::fprintf(stderr, "rank failed: %s\n", e.what());
+    return 3;
+  }
+}
+
+TEST_CASE("hierarchical collectives across hosts posed by TUTTI_HOST_ID", "[communicator][processes]") {
+  // shm inside each host, tcp between them.
+  const auto store = "tcp://127.0.0.1:" + std::to_string(tutti::test::free_port());
+  std::vector<process> ranks;
+  for (int r = 0; r < 6; ++r) {
+    ranks.push_back(subprocess::spawn("hierarchical_world", {},
+                                      {{"TUTTI_RANK", std::to_string(r)},
+                                       {"TUTTI_WORLD_SIZE", "6"},
+                                       {"TUTTI_STORE", store},
+                                       {"TUTTI_TIMEOUT", "30"},
+                                       {"TUTTI_HOST_ID", "host-" + std::to_string(r % 3)},
+                                       {"TUTTI_ALGO",
+                                        "all_reduce=hierarchical,all_gather=hierarchical,reduce_scatter=hierarchical,"
+                                        "broadcast=hierarchical"}}));
+  }
+  for (int r = 0; r < 6; ++r) {
+    INFO("rank " << r);
+    CHECK(ranks[static_cast<std::size_t>(r)].wait(90s) == 0);
   }
 }

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstddef>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -461,4 +462,48 @@ TEST_CASE("choose: every rank makes the same choice", "[select]") {
     CHECK(chosen.algorithm == algorithm);
     CHECK(chosen.chunk_bytes == 0);
   }
+}
+
+TEST_CASE("hierarchical: intra-host phases on the local link, the rail phase on the link", "[select]") {
+  // 4 hosts of 2 ranks; the round figures between hosts, a link 10x faster
+  // inside them. One chunk per block, so the phases are textbook rings.
+  ta::cost_model model = round_figures;
+  model.local = {0.2, 0.0001};
+  auto a = make(collective::all_reduce, 8, 4000, 4);
+  a.cluster = std::make_shared<tutti::topology::cluster>(tutti::topology::cluster::uniform(8, 2));
+  // Inside: 1 step of reduce-scatter and 1 of all-gather, blocks of 8000 B:
+  // (0.2 + 0.8) + 8000 gamma (4), then (0.2 + 0.8). The rail: a ring
+  // all_reduce of 8000 B over 4 hosts, blocks of 2000 B: 6 (2 + 2) +
+  // 3 (2000 gamma = 1).
+  CHECK(predict("hierarchical", a, whole, model) == Approx(1.0 + 4.0 + 1.0 + 6 * 4.0 + 3 * 1.0));
+  // The flat ring pays the link for every one of its 14 steps, on blocks of
+  // 2000 B.
+  CHECK(predict("ring", a, whole, model) == Approx(14 * 4.0 + 7 * 1.0));
+  CHECK(ta::choose(a, none, model).algorithm.starts_with("hierarchical"));
+  // Hosts with different numbers of ranks: no hierarchical schedule, so no
+  // formula, and choose passes it over.
+  std::vector<tutti::topology::rank_location> uneven;
+  for (int r = 0; r < 8; ++r) uneven.push_back({r < 3 ? "a" : "b"});
+  a.cluster = std::make_shared<tutti::topology::cluster>(uneven);
+  CHECK_THAT(invalid_argument_from([&] { (void)ta::predict("hierarchical", a, model, 0); }),
+             Catch::Contains("no formula for all_reduce algorithm 'hierarchical'"));
+  CHECK_FALSE(ta::choose(a, none, model).algorithm.starts_with("hierarchical"));
+}
+
+TEST_CASE("hierarchical: without a cluster view it costs what the flat ring costs", "[select]") {
+  for (const collective kind : {collective::all_reduce, collective::all_gather, collective::reduce_scatter}) {
+    const auto a = make(kind, 8, 100000, 4);
+    INFO(ta::to_string(kind));
+    CHECK(predict("hierarchical", a, 0) == Approx(predict("ring", a, 0)));
+    CHECK(ta::choose(a, none, round_figures).algorithm != "hierarchical");
+  }
+}
+
+TEST_CASE("cost model: the local link has keys of its own", "[select]") {
+  const auto model = ta::parse_cost_model("local_alpha_us=0.5,local_bandwidth_gbps=400,alpha_us=3", ta::cost_model{});
+  CHECK(model.local.alpha_us == 0.5);
+  CHECK(model.local.beta_us_per_byte == Approx(ta::us_per_byte(400)));
+  CHECK(model.link.alpha_us == 3.0);
+  CHECK_THAT(invalid_argument_from([] { (void)ta::parse_cost_model("local_bandwidth_gbps=0", ta::cost_model{}); }),
+             Catch::Contains("local_bandwidth_gbps=0 is not a positive bandwidth"));
 }

@@ -65,27 +65,19 @@ inline schedule ring(const collective_args& a) {
     return std::move(b).finish();
   }
 
-  const int n = a.size;
-  const int r = a.rank;
-  const int right = wrap(r + 1, n);
-  const int left = wrap(r - 1, n);
-  const auto offsets = even_offsets(a.count, n);
+  const auto offsets = even_offsets(a.count, a.size);
   const std::size_t per_chunk = chunk_elements(a, default_chunk_bytes);
-  // Afterwards rank r holds all of block r + 1; each step of the all-gather
-  // forwards the block received last.
-  ring_reduce_scatter(b, r, n, in, out, offsets, es, per_chunk);
-  const std::size_t chunks = chunk_count(largest(offsets), per_chunk);
-  auto length = [&](int block) { return offsets[uz(block) + 1] - offsets[uz(block)]; };
-  for (int s = 0; s + 1 < n; ++s) {
-    const int send_block = wrap(r + 1 - s, n);
-    const int recv_block = wrap(r - s, n);
-    for (std::size_t c = 0; c < chunks; ++c) {
-      const piece out_piece = chunk_of(length(send_block), per_chunk, c);
-      send_some(b, right, at(out, (offsets[uz(send_block)] + out_piece.first) * es), out_piece.length * es);
-      const piece in_piece = chunk_of(length(recv_block), per_chunk, c);
-      recv_some(b, left, at(out, (offsets[uz(recv_block)] + in_piece.first) * es), in_piece.length * es);
-    }
+  // On a cluster of several hosts the ring is rail-aligned: it crosses
+  // between hosts once per host, always on one rail.
+  ring_view ring = flat_ring(a.rank, a.size);
+  if (a.cluster && a.cluster->host_count() > 1) {
+    const auto order = a.cluster->rail_aligned_order();
+    ring = ring_through(order, position_of(order, a.rank));
   }
+  // Afterwards position p holds all of block p + 1; each step of the
+  // all-gather forwards the block received last.
+  ring_reduce_scatter(b, ring, in, out, offsets, es, per_chunk);
+  ring_all_gather(b, ring, out, offsets, es, per_chunk);
   return std::move(b).finish();
 }
 

@@ -32,11 +32,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <numeric>
 #include <string_view>
 #include <vector>
 
 #include <tutti/error.hpp>
+#include <tutti/topology/cluster.hpp>
 
 namespace tutti::algorithm {
 
@@ -87,6 +89,9 @@ struct collective_args {
   std::vector<std::size_t> recv_counts;
   // Pipelining granularity for the chunked algorithms; 0 picks their default.
   std::size_t chunk_bytes = 0;
+  // Which ranks share a host (the same view on every rank). Null: unknown,
+  // planned as one host. The hierarchical algorithms are built from it.
+  std::shared_ptr<const topology::cluster> cluster;
 };
 
 namespace detail {
@@ -107,6 +112,10 @@ inline void validate(const collective_args& a) {
   if (a.element_size == 0) tutti::detail::fail(errc::invalid_argument, name, ": element_size is 0");
   if (a.root < 0 || a.root >= a.size) {
     tutti::detail::fail(errc::invalid_argument, name, ": root ", a.root, " is outside [0, ", a.size, ")");
+  }
+  if (a.cluster && a.cluster->size() != a.size) {
+    tutti::detail::fail(errc::invalid_argument, name, ": the cluster view has ", a.cluster->size(),
+                        " ranks for a world of ", a.size);
   }
   const auto ranks = static_cast<std::size_t>(a.size);
   if (detail::is_v(a.kind) && a.counts.size() != ranks) {

@@ -38,6 +38,9 @@
 //                                  j = the indices in [1, n) with the round's
 //                                  bit set (n/2 on powers of two)
 //   barrier dissemination          lg alpha
+//   hierarchical (H hosts of L)    intra-host ring phases on the local link
+//                                  plus the rail phase on the link (see
+//                                  hierarchical_time_us)
 //
 // fold (n not a power of two, see detail::fold): the folded rank's whole
 // vector arrives and is combined, and the result goes back: 2 alpha +
@@ -110,9 +113,14 @@ struct link_cost {
 };
 
 struct cost_model {
-  link_cost link{};  // defaults: shm
+  // The link flat algorithms are priced on: the slowest any pair of ranks
+  // uses (between hosts, on a cluster of several). Defaults: shm.
+  link_cost link{};
   // Combining bytes with the reduction op: about one pass over memory.
   double gamma_us_per_byte = us_per_byte(6.0);
+  // The link between ranks of one host, for the intra-host phases of the
+  // hierarchical algorithms. Defaults: shm.
+  link_cost local{};
 
   friend constexpr bool operator==(const cost_model&, const cost_model&) = default;
 
@@ -158,9 +166,10 @@ inline double parse_cost_number(std::string_view key, std::string_view value) {
 
 // Applies "key=value,..." to `base`, left to right. Keys: link (a class for
 // cost_model::for_links: replaces alpha and beta), alpha_us,
-// beta_us_per_byte, bandwidth_gbps (GB/s; sets beta), gamma_us_per_byte,
-// reduce_gbps (GB/s; sets gamma). Costs must not be negative and
-// bandwidths must be positive.
+// beta_us_per_byte, bandwidth_gbps (GB/s; sets beta), local_alpha_us,
+// local_bandwidth_gbps (the same for the link inside a host),
+// gamma_us_per_byte, reduce_gbps (GB/s; sets gamma). Costs must not be
+// negative and bandwidths must be positive.
 inline cost_model parse_cost_model(std::string_view text, cost_model base) {
   tutti::detail::for_each_item(text, [&](std::string_view item) {
     const auto [key, value] = tutti::detail::split_assignment(item, "cost model", "key=value");
@@ -177,6 +186,11 @@ inline cost_model parse_cost_model(std::string_view text, cost_model base) {
     } else if (key == "bandwidth_gbps") {
       target = &base.link.beta_us_per_byte;
       bandwidth = true;
+    } else if (key == "local_alpha_us") {
+      target = &base.local.alpha_us;
+    } else if (key == "local_bandwidth_gbps") {
+      target = &base.local.beta_us_per_byte;
+      bandwidth = true;
     } else if (key == "gamma_us_per_byte") {
       target = &base.gamma_us_per_byte;
     } else if (key == "reduce_gbps") {
@@ -184,8 +198,8 @@ inline cost_model parse_cost_model(std::string_view text, cost_model base) {
       bandwidth = true;
     } else {
       tutti::detail::fail(errc::invalid_argument, "cost model: unknown key '", key,
-                          "' (known: link, alpha_us, beta_us_per_byte, bandwidth_gbps, gamma_us_per_byte, "
-                          "reduce_gbps)");
+                          "' (known: link, alpha_us, beta_us_per_byte, bandwidth_gbps, local_alpha_us, "
+                          "local_bandwidth_gbps, gamma_us_per_byte, reduce_gbps)");
     }
     const double number = detail::parse_cost_number(key, value);
     if (bandwidth && !(number > 0)) {
@@ -201,13 +215,14 @@ inline cost_model parse_cost_model(std::string_view text, cost_model base) {
 // chunk_bytes, so that choose() picks a chunk size for it.
 inline bool is_chunked(collective kind, std::string_view algorithm) noexcept {
   switch (kind) {
-    case collective::all_reduce: return algorithm == "ring" || algorithm == "double_binary_tree";
+    case collective::all_reduce:
+      return algorithm == "ring" || algorithm == "double_binary_tree" || algorithm.starts_with("hierarchical");
     case collective::reduce: return algorithm == "ring";
     case collective::broadcast: return algorithm == "chain";
     case collective::all_gather:
     case collective::all_gather_v:
     case collective::reduce_scatter:
-    case collective::reduce_scatter_v: return algorithm == "ring";
+    case collective::reduce_scatter_v: return algorithm == "ring" || algorithm == "hierarchical";
     default: return false;
   }
 }
@@ -294,6 +309,59 @@ inline bool sends_when_empty(collective kind) noexcept {
   return kind == collective::barrier || kind == collective::all_to_all_v;
 }
 
+inline std::optional<double> time_us(std::string_view algorithm, const collective_args& a, const cost_model& model,
+                                     std::size_t chunk_bytes);
+
+// The hierarchical algorithms (hierarchical.hpp) on H hosts of L ranks:
+// their intra-host phases on model.local, their inter-host phases on
+// model.link, each rail with a link of its own, phases added up (they
+// overlap per block in the schedule, so this errs high). Without a cluster
+// view of several hosts, all ranks are one host on model.link, like the
+// flat algorithms: the schedule then is the ring (binomial for broadcast)
+// and costs the same. Nothing for hosts with different numbers of ranks,
+// which the hierarchical algorithms reject.
+inline std::optional<double> hierarchical_time_us(std::string_view algorithm, const collective_args& a,
+                                                  const cost_model& model, std::size_t chunk_bytes) {
+  const int hosts = a.cluster ? a.cluster->host_count() : 1;
+  const int per_host = a.cluster ? a.cluster->ranks_per_host() : a.size;
+  if (per_host == 0) return std::nullopt;
+  const terms inter{model.link.alpha_us, model.link.beta_us_per_byte, model.gamma_us_per_byte};
+  const link_cost& inside = hosts > 1 ? model.local : model.link;
+  const terms intra{inside.alpha_us, inside.beta_us_per_byte, model.gamma_us_per_byte};
+  const std::size_t es = a.element_size;
+  const std::size_t per_chunk = per_chunk_elements(algorithm, a, chunk_bytes);
+  const std::size_t block = is_v(a.kind) ? *std::max_element(a.counts.begin(), a.counts.end()) : a.count;
+  switch (a.kind) {
+    case collective::all_reduce: {
+      const std::size_t share = even_block(a.count, per_host);
+      collective_args rail;
+      rail.kind = collective::all_reduce;
+      rail.size = hosts;
+      rail.count = share;
+      rail.element_size = es;
+      rail.chunk_bytes = a.chunk_bytes;
+      const auto across =
+          time_us(algorithm == "hierarchical" ? "ring" : "double_binary_tree", rail, model, chunk_bytes);
+      if (!across) return std::nullopt;
+      return ring_phase(intra, per_host - 1, share, es, per_chunk, true) + *across +
+             ring_phase(intra, per_host - 1, share, es, per_chunk, false);
+    }
+    case collective::all_gather:
+    case collective::all_gather_v:
+      return ring_phase(inter, hosts - 1, block, es, per_chunk, false) +
+             real(hosts) * ring_phase(intra, per_host - 1, block, es, per_chunk, false);
+    case collective::reduce_scatter:
+    case collective::reduce_scatter_v:
+      return real(hosts) * ring_phase(intra, per_host - 1, block, es, per_chunk, true) +
+             ring_phase(inter, hosts - 1, block, es, per_chunk, true);
+    case collective::broadcast: {
+      const double m = real(a.count * es);
+      return real(ceil_log2(hosts)) * inter.message(m) + real(ceil_log2(per_host)) * intra.message(m);
+    }
+    default: return std::nullopt;
+  }
+}
+
 // The formula for (a.kind, algorithm), or nothing when the model has none.
 // `a` must have passed validate().
 inline std::optional<double> time_us(std::string_view algorithm, const collective_args& a, const cost_model& model,
@@ -313,6 +381,10 @@ inline std::optional<double> time_us(std::string_view algorithm, const collectiv
   const auto result = [&](double us) -> std::optional<double> { return trivial ? 0.0 : us; };
   const auto is = [&](std::string_view name) { return algorithm == name; };
   const std::size_t per_chunk = per_chunk_elements(algorithm, a, chunk_bytes);
+  if (algorithm.starts_with("hierarchical")) {
+    const auto us = hierarchical_time_us(algorithm, a, model, chunk_bytes);
+    return us ? result(*us) : us;
+  }
 
   switch (a.kind) {
     case collective::all_reduce: {

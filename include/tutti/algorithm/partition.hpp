@@ -152,23 +152,54 @@ class running_sum {
   bool moved_ = false;
 };
 
+// A ring of `size` members, this rank at `position`, its neighbours by
+// real rank: the whole world in rank order, or a subgroup (a host's local
+// ranks, one rail of hosts, a rail-aligned order of the world).
+struct ring_view {
+  int position = 0;
+  int size = 1;
+  int left = 0;
+  int right = 0;
+};
+
+inline ring_view flat_ring(int rank, int size) noexcept {
+  return {rank, size, wrap(rank - 1, size), wrap(rank + 1, size)};
+}
+
+// Where `rank` is among `members`; -1 if it is not one.
+inline int position_of(std::span<const int> members, int rank) noexcept {
+  const auto found = std::find(members.begin(), members.end(), rank);
+  return found == members.end() ? -1 : static_cast<int>(found - members.begin());
+}
+
+// The ring through `members` (real ranks, in ring order) at `position`.
+inline ring_view ring_through(std::span<const int> members, int position) {
+  const int size = static_cast<int>(members.size());
+  return {position, size, members[uz(wrap(position - 1, size))], members[uz(wrap(position + 1, size))]};
+}
+
 // Ring reduce-scatter: `own` holds this rank's contribution and `work`
-// receives the partial sums, both cut into `size` blocks by `offsets`
-// (size + 1 element offsets). After size - 1 steps, each sending one block
-// right and adding the one from the left, block rank + 1 of `work` holds the
-// reduction over all ranks and the other blocks but rank's hold partial
-// sums; block rank of `work` is never written. Each block of `own` is read
-// once, by the step that first writes it to `work` (or, for block rank, by
-// the first send), so `own` may be `work` itself or, for an all_reduce in
-// place, alias it. Blocks are cut into chunks of `per_chunk` elements, so
-// forwarding one chunk overlaps receiving the next.
-inline void ring_reduce_scatter(schedule_builder& b, int rank, int size, region own, region work,
+// receives the partial sums, both cut into `ring.size` blocks by `offsets`
+// (size + 1 element offsets), block i belonging to ring position i. After
+// size - 1 steps, each sending one block right and adding the one from the
+// left, block position + 1 of `work` holds the reduction over the ring and
+// the other blocks but position's hold partial sums; block position of
+// `work` is never written. Each block of `own` is read once, by the step
+// that first writes it to `work` (or, for block position, by the first
+// send), so `own` may be `work` itself or, for an all_reduce in place, alias
+// it. Blocks are cut into chunks of `per_chunk` elements, so forwarding one
+// chunk overlaps receiving the next.
+inline void ring_reduce_scatter(schedule_builder& b, const ring_view& ring, region own, region work,
                                 std::span<const std::size_t> offsets, std::size_t element_size, std::size_t per_chunk) {
   const std::size_t es = element_size;
-  const int right = wrap(rank + 1, size);
-  const int left = wrap(rank - 1, size);
+  const int size = ring.size;
   const std::size_t block_max = largest(offsets);
   const std::size_t chunks = chunk_count(block_max, per_chunk);
+  auto length = [&](int block) { return offsets[uz(block) + 1] - offsets[uz(block)]; };
+  if (size == 1) {  // the reduction over one member is its contribution
+    b.copy(at(work, offsets[0] * es), at(own, offsets[0] * es), length(0) * es);
+    return;
+  }
   // A few chunk-sized staging slots, used in turn: a chunk is reduced soon
   // after it lands, so its slot is still in cache, and the slots in use
   // bound how far receiving runs ahead of reducing.
@@ -177,21 +208,43 @@ inline void ring_reduce_scatter(schedule_builder& b, int rank, int size, region 
   region slots[slot_count];
   for (region& slot : slots) slot = b.allocate_scratch(slot_bytes);
   std::size_t next_slot = 0;
-  auto length = [&](int block) { return offsets[uz(block) + 1] - offsets[uz(block)]; };
-  // After step s, block rank - s - 1 holds the contributions of s + 2 ranks.
+  // After step s, block position - s - 1 holds the contributions of s + 2 members.
   for (int s = 0; s + 1 < size; ++s) {
-    const int send_block = wrap(rank - s, size);
-    const int recv_block = wrap(rank - s - 1, size);
+    const int send_block = wrap(ring.position - s, size);
+    const int recv_block = wrap(ring.position - s - 1, size);
     const region send_from = s == 0 ? own : work;
     for (std::size_t c = 0; c < chunks; ++c) {
       const piece out_piece = chunk_of(length(send_block), per_chunk, c);
       const std::size_t out_at = (offsets[uz(send_block)] + out_piece.first) * es;
-      send_some(b, right, at(send_from, out_at), out_piece.length * es);
+      send_some(b, ring.right, at(send_from, out_at), out_piece.length * es);
       const piece in_piece = chunk_of(length(recv_block), per_chunk, c);
+      if (in_piece.length == 0) continue;
       const region staging = slots[next_slot++ % slot_count];
       const std::size_t in_at = (offsets[uz(recv_block)] + in_piece.first) * es;
-      recv_some(b, left, staging, in_piece.length * es);
+      b.recv(ring.left, staging, in_piece.length * es);
       b.reduce(at(work, in_at), at(own, in_at), staging, in_piece.length * es);
+    }
+  }
+}
+
+// Ring all-gather in place: `work` is cut into `ring.size` blocks by
+// `offsets`, and position p starts with block p + 1 complete (what
+// ring_reduce_scatter leaves). After size - 1 steps, each forwarding the
+// block received last, every block is complete everywhere.
+inline void ring_all_gather(schedule_builder& b, const ring_view& ring, region work,
+                            std::span<const std::size_t> offsets, std::size_t element_size, std::size_t per_chunk) {
+  const std::size_t es = element_size;
+  const int size = ring.size;
+  const std::size_t chunks = chunk_count(largest(offsets), per_chunk);
+  auto length = [&](int block) { return offsets[uz(block) + 1] - offsets[uz(block)]; };
+  for (int s = 0; s + 1 < size; ++s) {
+    const int send_block = wrap(ring.position + 1 - s, size);
+    const int recv_block = wrap(ring.position - s, size);
+    for (std::size_t c = 0; c < chunks; ++c) {
+      const piece out_piece = chunk_of(length(send_block), per_chunk, c);
+      send_some(b, ring.right, at(work, (offsets[uz(send_block)] + out_piece.first) * es), out_piece.length * es);
+      const piece in_piece = chunk_of(length(recv_block), per_chunk, c);
+      recv_some(b, ring.left, at(work, (offsets[uz(recv_block)] + in_piece.first) * es), in_piece.length * es);
     }
   }
 }

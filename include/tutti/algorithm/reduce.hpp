@@ -69,7 +69,7 @@ inline schedule ring(const collective_args& a) {
     return std::move(b).finish();
   }
   const auto offsets = even_offsets(a.count, n);
-  ring_reduce_scatter(b, r, n, in, work, offsets, es, chunk_elements(a, default_chunk_bytes));
+  ring_reduce_scatter(b, flat_ring(r, n), in, work, offsets, es, chunk_elements(a, default_chunk_bytes));
   // Rank p now holds the sum of block p + 1; the root has its own already.
   auto block = [&](int p) {
     const int j = wrap(p + 1, n);

@@ -13,6 +13,7 @@
 #include <tutti/algorithm/broadcast.hpp>
 #include <tutti/algorithm/collective.hpp>
 #include <tutti/algorithm/gather_scatter.hpp>
+#include <tutti/algorithm/hierarchical.hpp>
 #include <tutti/algorithm/reduce.hpp>
 #include <tutti/algorithm/reduce_scatter.hpp>
 #include <tutti/algorithm/schedule.hpp>
@@ -23,13 +24,14 @@ namespace tutti::algorithm {
 // The algorithms that can build `kind`, the usual large-message choice first.
 inline std::vector<std::string_view> algorithms_for(collective kind) {
   switch (kind) {
-    case collective::all_reduce: return {"ring", "recursive_doubling", "rabenseifner", "double_binary_tree"};
+    case collective::all_reduce:
+      return {"ring", "recursive_doubling", "rabenseifner", "double_binary_tree", "hierarchical", "hierarchical_tree"};
     case collective::reduce: return {"binomial", "ring"};
-    case collective::broadcast: return {"binomial", "chain"};
+    case collective::broadcast: return {"binomial", "chain", "hierarchical"};
     case collective::all_gather:
-    case collective::all_gather_v: return {"ring", "recursive_doubling", "bruck"};
+    case collective::all_gather_v: return {"ring", "recursive_doubling", "bruck", "hierarchical"};
     case collective::reduce_scatter:
-    case collective::reduce_scatter_v: return {"ring", "recursive_halving"};
+    case collective::reduce_scatter_v: return {"ring", "recursive_halving", "hierarchical"};
     case collective::gather:
     case collective::scatter: return {"binomial"};
     case collective::all_to_all: return {"pairwise", "bruck"};
@@ -48,6 +50,8 @@ inline schedule dispatch(std::string_view name, const collective_args& a) {
       if (name == "recursive_doubling") return all_reduce::recursive_doubling(a);
       if (name == "rabenseifner") return all_reduce::rabenseifner(a);
       if (name == "double_binary_tree") return all_reduce::double_binary_tree(a);
+      if (name == "hierarchical") return hierarchical::all_reduce(a, all_reduce::ring);
+      if (name == "hierarchical_tree") return hierarchical::all_reduce(a, all_reduce::double_binary_tree);
       break;
     case collective::reduce:
       if (name == "binomial") return reduce::binomial(a);
@@ -56,17 +60,20 @@ inline schedule dispatch(std::string_view name, const collective_args& a) {
     case collective::broadcast:
       if (name == "binomial") return broadcast::binomial(a);
       if (name == "chain") return broadcast::chain(a);
+      if (name == "hierarchical") return hierarchical::broadcast(a);
       break;
     case collective::all_gather:
     case collective::all_gather_v:
       if (name == "ring") return all_gather::ring(a);
       if (name == "recursive_doubling") return all_gather::recursive_doubling(a);
       if (name == "bruck") return all_gather::bruck(a);
+      if (name == "hierarchical") return hierarchical::all_gather(a);
       break;
     case collective::reduce_scatter:
     case collective::reduce_scatter_v:
       if (name == "ring") return reduce_scatter::ring(a);
       if (name == "recursive_halving") return reduce_scatter::recursive_halving(a);
+      if (name == "hierarchical") return hierarchical::reduce_scatter(a);
       break;
     case collective::gather:
       if (name == "binomial") return gather::binomial(a);

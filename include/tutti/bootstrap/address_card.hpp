@@ -27,6 +27,9 @@ struct address_card {
   std::string host_id;
   std::string hostname;
   std::int64_t pid = 0;
+  // The rail of the NIC this rank uses between hosts; -1: unknown (the
+  // cluster view then takes its local rank).
+  int rail = -1;
   version_info library{};
   // (transport name, address) pairs this rank can be reached by.
   std::vector<std::pair<std::string, std::string>> endpoints;
@@ -46,6 +49,7 @@ struct address_card {
         .str(host_id)
         .str(hostname)
         .i64(pid)
+        .i64(rail)
         .u32(static_cast<std::uint32_t>(library.major))
         .u32(static_cast<std::uint32_t>(library.minor))
         .u32(static_cast<std::uint32_t>(library.patch))
@@ -66,6 +70,9 @@ struct address_card {
     card.host_id = in.str(max_field);
     card.hostname = in.str(max_field);
     card.pid = in.i64();
+    const std::int64_t rail = in.i64();
+    if (rail < -1 || rail > 4096) in.malformed(detail::concat("rail ", rail));
+    card.rail = static_cast<int>(rail);
     card.library.major = static_cast<int>(in.u32());
     card.library.minor = static_cast<int>(in.u32());
     card.library.patch = static_cast<int>(in.u32());

@@ -10,6 +10,7 @@
 #include <tutti/tutti.hpp>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -24,16 +25,26 @@ int main() {
     for (int peer = 0; peer < n; ++peer) mine[static_cast<std::size_t>(peer)] = comm.transport_to(peer).name().front();
     std::vector<char> all(mine.size() * static_cast<std::size_t>(n));
     comm.all_gather(std::span<const char>(mine), std::span<char>(all));
+    // Connections are made on first use: what that all_gather needed.
+    const auto held = comm.transport_footprint();
+    const std::int64_t footprint[2] = {held.connections, static_cast<std::int64_t>(held.memory_bytes)};
+    std::vector<std::int64_t> footprints(2 * static_cast<std::size_t>(n));
+    comm.all_gather(std::span<const std::int64_t>(footprint), std::span<std::int64_t>(footprints));
     if (comm.rank() != 0) return 0;
 
     std::printf("tutti %s: %d ranks (TUTTI_TRANSPORT=%s, TUTTI_CHECK=%d)\n\n", tutti::version_string, n,
                 comm.config().transport.c_str(), comm.config().check ? 1 : 0);
-    std::printf("%-6s %-24s %-8s  peers 0..%d (i inproc, s shm, t tcp)\n", "rank", "host", "pid", n - 1);
+    std::printf("%-6s %-24s %-8s  %-*s  %s\n", "rank", "host", "pid", std::max(n, 5), "peers",
+                "connections, transport memory (after one all_gather)");
     for (int r = 0; r < n; ++r) {
       const auto& card = comm.card(r);
-      std::printf("%-6d %-24s %-8lld  %.*s\n", r, card.hostname.c_str(), static_cast<long long>(card.pid), n,
-                  all.data() + static_cast<std::size_t>(r) * static_cast<std::size_t>(n));
+      const auto at = 2 * static_cast<std::size_t>(r);
+      std::printf("%-6d %-24s %-8lld  %-*.*s  %lld, %.1f KiB\n", r, card.hostname.c_str(),
+                  static_cast<long long>(card.pid), std::max(n, 5), n,
+                  all.data() + static_cast<std::size_t>(r) * static_cast<std::size_t>(n),
+                  static_cast<long long>(footprints[at]), static_cast<double>(footprints[at + 1]) / 1024.0);
     }
+    std::printf("(peers: the transport to rank 0..%d: i inproc, s shm, t tcp, v verbs)\n", n - 1);
 
     const auto& model = comm.cost_model();
     std::printf("\ncost model over %s links (%s): alpha %.2f us, beta %.2f GB/s, gamma (reduce) %.2f GB/s\n",

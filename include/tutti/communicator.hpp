@@ -47,6 +47,8 @@
 #include <tutti/runtime/operation_queue.hpp>
 #include <tutti/runtime/reduce_kernel.hpp>
 #include <tutti/topology/cluster.hpp>
+#include <tutti/topology/discover.hpp>
+#include <tutti/topology/nic_choice.hpp>
 #include <tutti/transport/inproc.hpp>
 #include <tutti/transport/shm.hpp>
 #include <tutti/transport/tcp.hpp>
@@ -376,6 +378,21 @@ class communicator {
   // (see options::transport). Using a channel directly while operations
   // are queued would interleave with their messages.
   [[nodiscard]] transport::channel& channel_to(int r) { return transport_to(r).to(r); }
+
+  // The connections this rank's transports have made so far and the memory
+  // they hold for them. tcp and verbs connect on a channel's first use, so
+  // this counts the peers the collectives so far used (a ring: 2; a
+  // hierarchical all_reduce: the host's ranks and two rail neighbours), not
+  // the world.
+  [[nodiscard]] transport::footprint transport_footprint() const {
+    transport::footprint total;
+    for (const auto& t : state_->transports) {
+      const auto held = t->held();
+      total.connections += held.connections;
+      total.memory_bytes += held.memory_bytes;
+    }
+    return total;
+  }
   [[nodiscard]] transport::transport& transport_to(int r) {
     check_rank(r, "transport_to");
     return *state_->routes[static_cast<std::size_t>(r)];
@@ -500,7 +517,9 @@ class communicator {
       // Without an RDMA port, auto carries on over tcp between hosts; a
       // forced verbs transport makes that an error.
       try {
-        s.transports.push_back(std::make_unique<transport::verbs_transport>(ctx));
+        auto verbs = std::make_unique<transport::verbs_transport>(ctx);
+        mine.rail = rail_of_device(verbs->port().device);
+        s.transports.push_back(std::move(verbs));
       } catch (const error& e) {
         if (forced == "verbs" || e.code() != errc::unavailable) throw;
         detail::log(detail::log_level::info, "rank ", s.rank, ": no verbs (", e.message(), "); tcp between hosts");
@@ -665,6 +684,22 @@ class communicator {
       best = i == 0 ? us : std::min(best, us);
     }
     return std::max(best, 1e-3) / static_cast<double>(elements * sizeof(float));
+  }
+
+  // The rail of the RDMA device this rank uses between hosts, from the
+  // host's topology (rails are its RDMA NICs in PCI order): -1 when hwloc
+  // does not see the device (soft-RoCE), and the cluster view then takes
+  // the local rank. Only ranks with an RDMA device pay for the discovery.
+  static int rail_of_device(const std::string& device) {
+    try {
+      const topology::machine host = topology::discover();
+      for (std::size_t i = 0; i < host.nics.size(); ++i) {
+        if (host.nics[i].name == device) return topology::rail_of(host, static_cast<int>(i));
+      }
+    } catch (const error& e) {
+      detail::log(detail::log_level::warn, "no rail for ", device, ": ", e.message());
+    }
+    return -1;
   }
 
   static std::shared_ptr<const topology::cluster> make_cluster(const std::vector<address_card>& cards) {

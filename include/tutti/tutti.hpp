@@ -11,5 +11,8 @@
 #include <tutti/p2p.hpp>
 #include <tutti/request.hpp>
 #include <tutti/runtime/reduce_kernel.hpp>
+#include <tutti/topology/cluster.hpp>
+#include <tutti/topology/discover.hpp>
+#include <tutti/topology/nic_choice.hpp>
 #include <tutti/types.hpp>
 #include <tutti/version.hpp>

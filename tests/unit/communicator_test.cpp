@@ -390,6 +390,15 @@ TUTTI_TEST_WORKER(hierarchical_world) {
         }
       }
     }
+    // Connections are made on first use: the other rank of this host and
+    // this rank's rail neighbours, never the whole world (check mode adds
+    // the ring neighbours its call headers travel to).
+    const auto held = comm.transport_footprint();
+    const int most = 3 + (comm.config().check ? 2 : 0);
+    if (held.connections < 3 || held.connections > most || held.memory_bytes == 0) {
+      std::fprintf(stderr, "rank %d: %d connections, %zu bytes\n", me, held.connections, held.memory_bytes);
+      return 24;
+    }
     return 0;
   } catch (const tutti::error& e) {
     std::fprintf(stderr, "rank failed: %s\n", e.what());

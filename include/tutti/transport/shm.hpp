@@ -254,6 +254,13 @@ class shm_transport final : public transport {
                        " peers through ", name_);
   }
 
+  // Every peer on the host is attached at once (one ring per pair in this
+  // rank's segment): the host bounds them, not the world.
+  [[nodiscard]] footprint held() const override {
+    return {static_cast<int>(channels_.size()),
+            channels_.empty() ? 0 : static_cast<std::size_t>(geometry_.total_bytes())};
+  }
+
   channel& to(int peer) override {
     if (peer < 0 || peer >= static_cast<int>(index_.size()) || index_[static_cast<std::size_t>(peer)] < 0) {
       tutti::detail::fail(errc::invalid_argument, "shm: rank ", peer, " is not served by rank ", ctx_.rank,

@@ -283,6 +283,24 @@ class tcp_transport final : public transport {
     return *channels_[static_cast<std::size_t>(peer)];
   }
 
+  // Connected peers, and the kernel's socket buffers for them: tcp keeps
+  // nothing of its own (receives land in the posted buffers).
+  [[nodiscard]] footprint held() const override {
+    footprint out;
+    for (const auto& c : channels_) {
+      if (!c || c->state != link_state::connected) continue;
+      ++out.connections;
+      for (const int option : {SO_SNDBUF, SO_RCVBUF}) {
+        int bytes = 0;
+        socklen_t length = sizeof bytes;
+        if (::getsockopt(c->fd.get(), SOL_SOCKET, option, &bytes, &length) == 0 && bytes > 0) {
+          out.memory_bytes += static_cast<std::size_t>(bytes);
+        }
+      }
+    }
+    return out;
+  }
+
   void progress() override {
     if (!attached_) return;
     if (accept_wanted_ > 0 || listener_ready_) accept_connections();

@@ -124,6 +124,14 @@ struct context {
   std::shared_ptr<store> scoped_store;
 };
 
+// What a transport holds for the peers it has reached so far: connections
+// are made lazily (tcp, verbs) or per host (shm), so this grows with the
+// peers the schedules use, not with the world.
+struct footprint {
+  int connections = 0;           // peers with a connection (this rank itself not counted)
+  std::size_t memory_bytes = 0;  // buffers held for them: rings, slots, socket buffers
+};
+
 class transport {
  public:
   virtual ~transport() = default;
@@ -152,6 +160,8 @@ class transport {
   // channels, or until `deadline`: called after spinning found nothing to do,
   // so an idle rank does not burn a core (futex, poll, condition variable).
   virtual void wait_for_activity(clock::time_point deadline) = 0;
+
+  [[nodiscard]] virtual footprint held() const = 0;
 };
 
 }  // namespace tutti::transport

@@ -324,6 +324,18 @@ class verbs_transport final : public transport {
     return *registrations_;
   }
 
+  // Peers with a queue pair, and the registered eager ring and staging
+  // slots each holds.
+  [[nodiscard]] footprint held() const override {
+    footprint out;
+    for (const auto& c : channels_) {
+      if (!c || !c->has_queue_pair()) continue;
+      ++out.connections;
+      out.memory_bytes += c->registered_bytes();
+    }
+    return out;
+  }
+
   void progress() override {
     poll_completions();
     if (!connecting_.empty()) advance_connections();
@@ -624,6 +636,9 @@ class verbs_transport final : public transport {
     static std::string key(int from, int to, std::string_view what) {
       return tutti::detail::concat("verbs/", from, "-", to, "/", what);
     }
+
+    [[nodiscard]] bool has_queue_pair() const noexcept { return qp_ != nullptr; }
+    [[nodiscard]] std::size_t registered_bytes() const noexcept { return ring_.size() + staging_.size(); }
 
    protected:
     void enqueue_send(const void* data, std::size_t bytes) override {

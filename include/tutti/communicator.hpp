@@ -507,6 +507,7 @@ class communicator {
     transport::context ctx;
     ctx.rank = s.rank;
     ctx.size = s.size;
+    ctx.local_rank_hint = launcher_local_rank();
     ctx.config = s.config;
     ctx.scoped_store = s.scoped_store;
     const std::string& forced = s.config.transport;
@@ -602,72 +603,85 @@ class communicator {
     } else if (s.config.calibrate && s.size > 1) {
       calibrate();
     }
-    // On one host the link measured is the local one; across hosts the
-    // local link keeps shm's figures (inproc's, for threads of one process).
-    if (one_host) s.model.local = s.model.link;
     if (!s.config.cost_model.empty()) s.model = algorithm::parse_cost_model(s.config.cost_model, s.model);
+    // On one host the link is the local one; across hosts calibration
+    // measures the local link too, else it keeps shm's default figures.
+    if (one_host) s.model.local = s.model.link;
   }
 
   // Rank 0 times round trips with one peer (on another host if there is
-  // one: the slowest link class) and a reduction, then broadcasts what it
-  // measured, so every rank ranks algorithms alike. alpha is half the
-  // fastest 8-byte round trip; beta the slope between the fastest 64 KiB and
-  // 256 KiB round trips, which leaves per-message costs out (a slope lost in
-  // noise keeps the link class's figure); gamma from summing floats. Best
-  // cases, so that noise from other processes does not skew the ratios. A
-  // few milliseconds on shm.
+  // one: the slowest link class; then with a peer on its own host too, for
+  // the hierarchical algorithms' local link) and a reduction, then
+  // broadcasts what it measured, so every rank ranks algorithms alike.
+  // Slopes leave per-message costs out; gamma comes from summing floats.
+  // Best cases, so that noise from other processes does not skew the
+  // ratios. A few milliseconds on shm.
   void calibrate() {
     state& s = *state_;
+    const auto& here = s.cluster->ranks_on(0);
     int partner = 1;
     for (int r = 1; r < s.size; ++r) {
-      if (s.cards[static_cast<std::size_t>(r)].host_id != s.cards.front().host_id) {
+      if (!s.cluster->same_host(0, r)) {
         partner = r;
         break;
       }
     }
+    // Across hosts, the link inside them is measured too, with rank 0's
+    // first neighbour on its host.
+    const int neighbour = !s.cluster->same_host(0, partner) && here.size() > 1 ? here[1] : -1;
     const auto started = transport::clock::now();
-    double figures[3] = {s.model.link.alpha_us, s.model.link.beta_us_per_byte, s.model.gamma_us_per_byte};
-    if (s.rank == 0 || s.rank == partner) {
-      // Sizes past L2, so the slope is not a cache's.
-      constexpr std::size_t medium = std::size_t{256} << 10;
-      constexpr std::size_t large = std::size_t{1} << 20;
-      std::vector<std::uint8_t> payload(large);
-      const int peer = s.rank == 0 ? partner : 0;
-      // Half the fastest of `rounds` round trips of `bytes`, after one to warm up.
-      auto one_way_us = [&](std::size_t bytes, int rounds) {
-        const auto message = std::span(payload).first(bytes);
-        double best = 0;
-        for (int i = 0; i <= rounds; ++i) {
-          const auto sent = transport::clock::now();
-          if (s.rank == 0) {
-            send(std::span<const std::uint8_t>(message), peer);
-            recv(message, peer);
-          } else {
-            recv(message, peer);
-            send(std::span<const std::uint8_t>(message), peer);
-          }
-          const double us = std::chrono::duration<double, std::micro>(transport::clock::now() - sent).count() / 2;
-          if (i == 1 || (i > 1 && us < best)) best = us;
+    // alpha, beta, gamma, local alpha, local beta
+    double figures[5] = {s.model.link.alpha_us, s.model.link.beta_us_per_byte, s.model.gamma_us_per_byte,
+                         s.model.local.alpha_us, s.model.local.beta_us_per_byte};
+    // Sizes past L2, so the slope is not a cache's.
+    constexpr std::size_t medium = std::size_t{256} << 10;
+    constexpr std::size_t large = std::size_t{1} << 20;
+    std::vector<std::uint8_t> payload;
+    // Half the fastest of `rounds` round trips of `bytes` between rank 0
+    // and `peer`, after one to warm up.
+    auto one_way_us = [&](int peer, std::size_t bytes, int rounds) {
+      const auto message = std::span(payload).first(bytes);
+      const int other = s.rank == 0 ? peer : 0;
+      double best = 0;
+      for (int i = 0; i <= rounds; ++i) {
+        const auto sent = transport::clock::now();
+        if (s.rank == 0) {
+          send(std::span<const std::uint8_t>(message), other);
+          recv(message, other);
+        } else {
+          recv(message, other);
+          send(std::span<const std::uint8_t>(message), other);
         }
-        return best;
-      };
+        const double us = std::chrono::duration<double, std::micro>(transport::clock::now() - sent).count() / 2;
+        if (i == 1 || (i > 1 && us < best)) best = us;
+      }
+      return best;
+    };
+    // alpha is half the fastest 8-byte round trip; beta the slope between
+    // medium and large ones (a slope lost in noise keeps the default).
+    auto measure = [&](int peer, double* alpha_beta) {
+      if (s.rank != 0 && s.rank != peer) return;
+      payload.resize(large);
       // Large first: by the time the small ones run, the other ranks have
       // stopped spinning and sleep, as they would in a real job's call.
-      const double medium_us = one_way_us(medium, 3);
-      const double large_us = one_way_us(large, 3);
-      const double alpha = one_way_us(8, 16);
-      if (s.rank == 0) {
-        figures[0] = alpha;
-        if (large_us > medium_us) figures[1] = (large_us - medium_us) / static_cast<double>(large - medium);
-        figures[2] = measure_gamma();
-      }
-    }
+      const double medium_us = one_way_us(peer, medium, 3);
+      const double large_us = one_way_us(peer, large, 3);
+      const double alpha = one_way_us(peer, 8, 16);
+      if (s.rank != 0) return;
+      alpha_beta[0] = alpha;
+      if (large_us > medium_us) alpha_beta[1] = (large_us - medium_us) / static_cast<double>(large - medium);
+    };
+    measure(partner, figures);
+    if (neighbour > 0) measure(neighbour, figures + 3);
+    if (s.rank == 0) figures[2] = measure_gamma();
     broadcast(std::span<double>(figures), 0);
     s.calls = 0;  // the user's first collective is call #0 in check headers
     s.model.link = {figures[0], figures[1]};
     s.model.gamma_us_per_byte = figures[2];
+    s.model.local = {figures[3], figures[4]};
     detail::log(detail::log_level::info, "rank ", s.rank, ": cost model over ", s.link_class, ": alpha ", figures[0],
-                " us, ", 1e-3 / figures[1], " GB/s, reduce ", 1e-3 / figures[2], " GB/s (calibrated in ",
+                " us, ", 1e-3 / figures[1], " GB/s, reduce ", 1e-3 / figures[2], " GB/s; inside a host: alpha ",
+                figures[3], " us, ", 1e-3 / figures[4], " GB/s (calibrated in ",
                 std::chrono::duration<double, std::milli>(transport::clock::now() - started).count(), " ms)");
   }
 
@@ -684,6 +698,16 @@ class communicator {
       best = i == 0 ? us : std::min(best, us);
     }
     return std::max(best, 1e-3) / static_cast<double>(elements * sizeof(float));
+  }
+
+  // What the launcher says this rank's index on its host is; -1 when no
+  // launcher says (an explicitly built world).
+  static int launcher_local_rank() {
+    try {
+      return detect_launch().local_rank;
+    } catch (const error&) {
+      return -1;
+    }
   }
 
   // The rail of the RDMA device this rank uses between hosts, from the

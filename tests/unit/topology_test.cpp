@@ -163,6 +163,21 @@ TEST_CASE("NIC choice: 8 GPU ranks on 8 NICs get the NIC on their GPU's switch",
   CHECK(topo::choose_nics(dgx(), gpu_ranks(8), no_env) == choice);
 }
 
+TEST_CASE("NIC choice alone, before rendezvous, agrees with the choice for the whole host", "[topology]") {
+  // The verbs transport decides from the launcher's local rank only.
+  const auto all = topo::choose_nics(dgx(), gpu_ranks(8), no_env);
+  for (int r = 0; r < 8; ++r) {
+    const auto mine = topo::nic_for_local_rank(dgx(), r, no_env);
+    REQUIRE(mine.has_value());
+    CHECK(*mine == all[static_cast<std::size_t>(r)]);
+  }
+  // More ranks than GPUs: taken to be bound as this process is (not known
+  // for an XML host), so they spread over the NICs in rail order.
+  CHECK(topo::nic_for_local_rank(dgx(), 9, no_env)->rail == 1);
+  CHECK_FALSE(topo::nic_for_local_rank(dgx(), -1, no_env).has_value());
+  CHECK(topo::nic_for_local_rank(dgx(), 2, env_of({{"TUTTI_IB_HCA", "=mlx5_5"}}))->name == "mlx5_5");
+}
+
 TEST_CASE("NIC choice: 8 ranks on 2 NICs are 4 and 4, by socket", "[topology]") {
   const auto m = with_nics({"mlx5_0", "mlx5_4"});
   REQUIRE(m.nics.size() == 2);

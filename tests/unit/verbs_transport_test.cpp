@@ -35,28 +35,29 @@ namespace tv = tutti::detail::verbs;
 // --- anywhere -----------------------------------------------------------------
 
 TEST_CASE("TUTTI_IB_HCA selects by prefix or exact name and port and excludes with a caret", "[verbs]") {
-  const auto any = tv::parse_hca_filter("");
+  const auto any = tutti::topology::parse_hca_list("");
   CHECK(any.allows("mlx5_0", 1));
 
-  const auto prefix = tv::parse_hca_filter("mlx5");
+  const auto prefix = tutti::topology::parse_hca_list("mlx5");
   CHECK(prefix.allows("mlx5_0", 1));
   CHECK(prefix.allows("mlx5_11", 2));
   CHECK_FALSE(prefix.allows("rxe0", 1));
 
-  const auto exact = tv::parse_hca_filter("=mlx5_1:1,rxe0");
+  const auto exact = tutti::topology::parse_hca_list("=mlx5_1:1,rxe0");
   CHECK(exact.allows("mlx5_1", 1));
   CHECK_FALSE(exact.allows("mlx5_1", 2));
   CHECK_FALSE(exact.allows("mlx5_11", 1));
   CHECK(exact.allows("rxe0", 7));
 
-  const auto excluded = tv::parse_hca_filter("^mlx5_2:1");
+  const auto excluded = tutti::topology::parse_hca_list("^mlx5_2:1");
   CHECK_FALSE(excluded.allows("mlx5_2", 1));
   CHECK(excluded.allows("mlx5_2", 2));
   CHECK(excluded.allows("mlx5_0", 1));
 
-  CHECK_TUTTI_ERROR(tv::parse_hca_filter("mlx5_0:x"), tutti::errc::invalid_argument, "'mlx5_0:x' has no valid port");
-  CHECK_TUTTI_ERROR(tv::parse_hca_filter("mlx5_0:0"), tutti::errc::invalid_argument, "ports count from 1");
-  CHECK_TUTTI_ERROR(tv::parse_hca_filter("a,,b"), tutti::errc::invalid_argument, "no device name");
+  CHECK_TUTTI_ERROR(tutti::topology::parse_hca_list("mlx5_0:x"), tutti::errc::invalid_argument,
+                    "'mlx5_0:x' has no valid port");
+  CHECK_TUTTI_ERROR(tutti::topology::parse_hca_list("mlx5_0:0"), tutti::errc::invalid_argument, "ports count from 1");
+  CHECK_TUTTI_ERROR(tutti::topology::parse_hca_list("a,,b"), tutti::errc::invalid_argument, "no device name");
 }
 
 namespace {

@@ -38,6 +38,15 @@ struct hca_list {
     return exact ? device == e.device : device.starts_with(e.device);
   }
 
+  // Whether the list lets port `port` of `device` be used.
+  [[nodiscard]] bool allows(std::string_view device, int port) const {
+    if (entries.empty()) return true;
+    const bool listed = std::any_of(entries.begin(), entries.end(), [&](const entry& e) {
+      return names(e, device) && (e.port == 0 || e.port == port);
+    });
+    return listed != exclude;
+  }
+
   // Whether the list lets `device` be used at all: an exclusion with a port
   // leaves the device's other ports, so only port-less ones rule it out.
   [[nodiscard]] bool allows(std::string_view device) const {

@@ -20,6 +20,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -203,6 +204,29 @@ inline std::vector<nic_assignment> choose_nics(const machine& m, std::span<const
     }
   }
   return out;
+}
+
+// The NIC local rank `local_rank` should use, decided alone, before the
+// ranks have met (the verbs transport opens its device before rendezvous).
+// choose_nics takes ranks in order, so rank i's NIC depends on ranks 0..i
+// only; those are taken to drive GPUs 0..i where the host has that many
+// (one process per GPU, as launchers start them), else to be bound as this
+// process is. Nothing when the host has no NIC.
+inline std::optional<nic_assignment> nic_for_local_rank(
+    const machine& m, int local_rank, const tutti::detail::env_lookup& env = tutti::detail::process_env) {
+  if (local_rank < 0) return std::nullopt;
+  const bool one_gpu_each = static_cast<int>(m.gpus.size()) > local_rank;
+  std::vector<topology::local_rank> ranks(static_cast<std::size_t>(local_rank) + 1);
+  for (std::size_t i = 0; i < ranks.size(); ++i) {
+    if (one_gpu_each) {
+      ranks[i].gpu = static_cast<int>(i);
+    } else if (m.binding.known) {
+      ranks[i].pus = m.binding.pus;
+    }
+  }
+  auto chosen = choose_nics(m, ranks, env).back();
+  if (chosen.name.empty()) return std::nullopt;
+  return chosen;
 }
 
 }  // namespace tutti::topology

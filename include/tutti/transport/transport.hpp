@@ -118,6 +118,9 @@ class channel {
 struct context {
   int rank = 0;
   int size = 1;
+  // This rank's index on its host as its launcher tells it, before the
+  // ranks have met: what a transport may pick its NIC by. -1: unknown.
+  int local_rank_hint = -1;
   options config;
   // The communicator's scoped store, for transports that exchange more than
   // fits an address card.

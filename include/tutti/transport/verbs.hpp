@@ -83,6 +83,8 @@
 #include <tutti/detail/env.hpp>
 #include <tutti/detail/log.hpp>
 #include <tutti/error.hpp>
+#include <tutti/topology/discover.hpp>
+#include <tutti/topology/nic_choice.hpp>
 #include <tutti/transport/transport.hpp>
 #include <tutti/transport/verbs/device.hpp>
 #include <tutti/transport/verbs/loader.hpp>
@@ -265,7 +267,7 @@ class verbs_transport final : public transport {
         timeout_(ctx.config.timeout),
         store_(ctx.scoped_store),
         settings_(tutti::detail::verbs::settings::from(env)),
-        device_(tutti::detail::verbs::open_port(env)),
+        device_(tutti::detail::verbs::open_port(env, [&] { return nearest_device(ctx.local_rank_hint, env); })),
         f_(&tutti::detail::verbs::libibverbs().functions) {
     resources_.emplace(*f_, device_.context());
     registrations_ = std::make_unique<tutti::detail::verbs::registration_cache>(
@@ -277,6 +279,19 @@ class verbs_transport final : public transport {
 
   verbs_transport(const verbs_transport&) = delete;
   verbs_transport& operator=(const verbs_transport&) = delete;
+
+  // The device the host's topology gives local rank `local_rank` (its GPU's
+  // nearest NIC, else its CPUs'; see topology/nic_choice.hpp), or "" when
+  // the rank or the topology does not say.
+  static std::string nearest_device(int local_rank, const tutti::detail::env_lookup& env) {
+    try {
+      const auto chosen = topology::nic_for_local_rank(topology::discover(), local_rank, env);
+      return chosen ? chosen->name : std::string();
+    } catch (const error& e) {
+      tutti::detail::log(tutti::detail::log_level::warn, "verbs: no NIC choice from the topology: ", e.message());
+      return {};
+    }
+  }
   ~verbs_transport() override {
     channels_.clear();  // QPs before the CQs and SRQ they use
   }

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -32,59 +33,10 @@
 #include <tutti/detail/env.hpp>
 #include <tutti/detail/list_text.hpp>
 #include <tutti/error.hpp>
+#include <tutti/topology/hca_list.hpp>
 #include <tutti/transport/verbs/loader.hpp>
 
 namespace tutti::detail::verbs {
-
-// --- TUTTI_IB_HCA ------------------------------------------------------------
-
-struct hca_filter {
-  struct entry {
-    std::string device;
-    int port = 0;  // 0: any port
-  };
-  bool exclude = false;  // '^': everything but the entries
-  bool exact = false;    // '=': whole names, not prefixes
-  std::vector<entry> entries;
-
-  [[nodiscard]] bool empty() const noexcept { return entries.empty(); }
-
-  [[nodiscard]] bool allows(std::string_view device, int port) const {
-    if (entries.empty()) return true;
-    const bool listed = std::any_of(entries.begin(), entries.end(), [&](const entry& e) {
-      const bool name = exact ? device == e.device : device.starts_with(e.device);
-      return name && (e.port == 0 || e.port == port);
-    });
-    return listed != exclude;
-  }
-};
-
-inline hca_filter parse_hca_filter(std::string_view text) {
-  hca_filter out;
-  if (text.starts_with('^')) {
-    out.exclude = true;
-    text.remove_prefix(1);
-  }
-  if (text.starts_with('=')) {
-    out.exact = true;
-    text.remove_prefix(1);
-  }
-  for_each_item(text, [&](std::string_view item) {
-    hca_filter::entry e;
-    const auto colon = item.find(':');
-    e.device = std::string(item.substr(0, colon));
-    if (colon != std::string_view::npos) {
-      const std::string_view port = item.substr(colon + 1);
-      const auto [end, status] = std::from_chars(port.data(), port.data() + port.size(), e.port);
-      if (port.empty() || status != std::errc{} || end != port.data() + port.size() || e.port < 1 || e.port > 255) {
-        fail(errc::invalid_argument, "TUTTI_IB_HCA: '", item, "' has no valid port after ':' (ports count from 1)");
-      }
-    }
-    if (e.device.empty()) fail(errc::invalid_argument, "TUTTI_IB_HCA: an entry has no device name");
-    out.entries.push_back(std::move(e));
-  });
-  return out;
-}
 
 // --- GID choice -----------------------------------------------------------------
 
@@ -220,14 +172,16 @@ class opened_device {
   port_choice choice_;
 };
 
-// Opens the first active port TUTTI_IB_HCA allows. Throws errc::unavailable
-// saying why when there is none (no library, no device, no active port, the
-// filter matched nothing), and errc::invalid_argument for bad variables.
-inline opened_device open_port(const env_lookup& env) {
+// Opens the first active port TUTTI_IB_HCA allows, trying first the device
+// `prefer` names (asked only when there are several devices: it may cost a
+// topology discovery). Throws errc::unavailable saying why when there is
+// none (no library, no device, no active port, the filter matched nothing),
+// and errc::invalid_argument for bad variables.
+inline opened_device open_port(const env_lookup& env, const std::function<std::string()>& prefer = {}) {
   const library& lib = libibverbs();
   if (!lib.loaded()) fail(errc::unavailable, "verbs: ", lib.missing);
   const api& f = lib.functions;
-  const hca_filter filter = parse_hca_filter(env("TUTTI_IB_HCA").value_or(""));
+  const topology::hca_list filter = topology::parse_hca_list(env("TUTTI_IB_HCA").value_or(""));
   std::optional<int> forced_gid;
   if (auto text = env("TUTTI_IB_GID_INDEX"))
     forced_gid = static_cast<int>(parse_env_int("TUTTI_IB_GID_INDEX", *text, 0, 1023));
@@ -241,8 +195,15 @@ inline opened_device open_port(const env_lookup& env) {
          list == nullptr ? std::string(std::strerror(error)) : std::string("an empty list"),
          "); is a provider and its kernel driver loaded?");
   }
+  std::vector<int> order(static_cast<std::size_t>(count));
+  for (int d = 0; d < count; ++d) order[static_cast<std::size_t>(d)] = d;
+  if (count > 1 && prefer) {
+    const std::string preferred = prefer();
+    std::stable_partition(order.begin(), order.end(),
+                          [&](int d) { return !preferred.empty() && f.get_device_name(list[d]) == preferred; });
+  }
   std::string seen;  // every port considered, for the error message
-  for (int d = 0; d < count; ++d) {
+  for (const int d : order) {
     const std::string name = f.get_device_name(list[d]);
     ibv_context* context = f.open_device(list[d]);
     if (context == nullptr) {

@@ -127,23 +127,42 @@ class schedule_builder {
   }
 
  private:
-  // One access to a byte range by a step, filed by buffer under its first
-  // byte (accesses_).
+  // One access to a byte range by a step, filed by buffer, by length class
+  // and under its first byte. `order` numbers accesses as they are recorded,
+  // so lookups across classes list them as one map by first byte would.
   struct access {
     std::size_t end;
+    std::uint64_t order;
     std::uint32_t step;
     bool writes;
   };
   using access_map = std::multimap<std::size_t, access>;
 
-  // The live accesses of one buffer, and the longest of them: an access
-  // overlapping [b, e) starts after b - longest, so a lookup visits only
-  // its neighbourhood. A flat list made building a ring schedule quadratic
-  // in the world size (134 ms per rank at 4096 ranks).
+  // The live accesses of one buffer, by length class: class k holds lengths
+  // in [2^k, 2^(k+1)), so an access of class k overlapping [b, e) starts
+  // after b - 2^(k+1), and a lookup visits only that neighbourhood in each
+  // class in use. A flat list made building a ring schedule quadratic in the
+  // world size (134 ms per rank at 4096 ranks); one map bounded by the
+  // longest access ever recorded was quadratic again as soon as one long
+  // access lived on (the double binary tree's whole-vector copy).
+  static constexpr int length_classes = 64;
   struct buffer_accesses {
-    access_map by_begin;
-    std::size_t longest = 0;
+    std::array<access_map, length_classes> by_class;
+    std::uint64_t used = 0;  // bit k: class k may be non-empty
   };
+
+  // A conflicting access found by depend_on, for sorting.
+  struct found_access {
+    std::size_t begin;
+    std::uint64_t order;
+    std::uint32_t step;
+  };
+
+  static int length_class(std::size_t bytes) noexcept {
+    int k = 0;
+    while (k + 1 < length_classes && (bytes >> (k + 1)) != 0) ++k;
+    return k;
+  }
 
   void add(step s) {
     if (s.bytes == 0 && s.kind != step_kind::send && s.kind != step_kind::recv) return;
@@ -165,10 +184,15 @@ class schedule_builder {
         // Accesses inside the range this step writes are now reached through
         // it (it depends on all of them), so they need not be looked at again.
         const region written = tracked(s.dst);
-        access_map& live = accesses_of(written.where).by_begin;
+        buffer_accesses& live = accesses_of(written.where);
         const std::size_t end = written.offset + s.bytes;
-        for (auto it = live.lower_bound(written.offset); it != live.end() && it->first < end;) {
-          it = it->second.end <= end && it->second.step != index ? live.erase(it) : std::next(it);
+        for (int k = 0; k < length_classes; ++k) {
+          if ((live.used >> k & 1U) == 0) continue;
+          access_map& m = live.by_class[static_cast<std::size_t>(k)];
+          for (auto it = m.lower_bound(written.offset); it != m.end() && it->first < end;) {
+            it = it->second.end <= end && it->second.step != index ? m.erase(it) : std::next(it);
+          }
+          if (m.empty()) live.used &= ~(std::uint64_t{1} << k);
         }
         record(s.dst, s.bytes, index, true);
       }
@@ -179,28 +203,47 @@ class schedule_builder {
   void record(region where, std::size_t bytes, std::uint32_t step, bool writes) {
     const region r = tracked(where);
     buffer_accesses& live = accesses_of(r.where);
-    live.by_begin.emplace(r.offset, access{r.offset + bytes, step, writes});
-    live.longest = std::max(live.longest, bytes);
+    const int k = length_class(bytes);
+    live.by_class[static_cast<std::size_t>(k)].emplace(r.offset, access{r.offset + bytes, next_order_++, step, writes});
+    live.used |= std::uint64_t{1} << k;
   }
 
   buffer_accesses& accesses_of(buffer b) noexcept { return accesses_[static_cast<std::size_t>(b)]; }
 
   // Adds, once each, the earlier steps this access conflicts with: any
-  // earlier write to an overlapping range, and for a write any earlier read.
-  // `first` is where this step's dependencies start, so a step that both
-  // reads and writes a conflicting range lists it once.
+  // earlier write to an overlapping range, and for a write any earlier read,
+  // in the order of their first byte (then of recording). `first` is where
+  // this step's dependencies start, so a step that both reads and writes a
+  // conflicting range lists it once.
   void depend_on(region where, std::size_t bytes, bool writes, std::size_t first) {
     if (bytes == 0) return;
     const region r = tracked(where);
     const buffer_accesses& live = accesses_of(r.where);
     const std::size_t end = r.offset + bytes;
-    const std::size_t from = r.offset > live.longest ? r.offset - live.longest : 0;
-    for (auto it = live.by_begin.lower_bound(from); it != live.by_begin.end() && it->first < end; ++it) {
-      const access& a = it->second;
-      if (a.end <= r.offset || !(a.writes || writes)) continue;
+    found_.clear();
+    int classes = 0;
+    for (int k = 0; k < length_classes; ++k) {
+      if ((live.used >> k & 1U) == 0) continue;
+      const access_map& m = live.by_class[static_cast<std::size_t>(k)];
+      const std::size_t reach = std::size_t{2} << k;  // longer than any access of the class
+      const std::size_t from = r.offset > reach ? r.offset - reach : 0;
+      const std::size_t before = found_.size();
+      for (auto it = m.lower_bound(from); it != m.end() && it->first < end; ++it) {
+        const access& a = it->second;
+        if (a.end <= r.offset || !(a.writes || writes)) continue;
+        found_.push_back({it->first, a.order, a.step});
+      }
+      if (found_.size() != before) ++classes;
+    }
+    if (classes > 1) {
+      std::sort(found_.begin(), found_.end(), [](const found_access& x, const found_access& y) {
+        return x.begin != y.begin ? x.begin < y.begin : x.order < y.order;
+      });
+    }
+    for (const found_access& f : found_) {
       const auto already =
-          std::find(dependencies_.begin() + static_cast<std::ptrdiff_t>(first), dependencies_.end(), a.step);
-      if (already == dependencies_.end()) dependencies_.push_back(a.step);
+          std::find(dependencies_.begin() + static_cast<std::ptrdiff_t>(first), dependencies_.end(), f.step);
+      if (already == dependencies_.end()) dependencies_.push_back(f.step);
     }
   }
 
@@ -215,8 +258,10 @@ class schedule_builder {
   std::vector<std::uint32_t> dependencies_;
   std::optional<std::size_t> input_alias_;
   std::array<buffer_accesses, 3> accesses_;  // input, output, scratch
-  std::vector<std::uint32_t> fenced_;        // steps between the last two fences
-  std::size_t fence_begin_ = 0;              // first step after the last fence
+  std::vector<found_access> found_;          // depend_on's, kept for its capacity
+  std::uint64_t next_order_ = 0;
+  std::vector<std::uint32_t> fenced_;  // steps between the last two fences
+  std::size_t fence_begin_ = 0;        // first step after the last fence
   std::size_t scratch_bytes_ = 0;
 };
 

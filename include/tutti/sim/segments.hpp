@@ -1,0 +1,154 @@
+// One buffer's symbolic contents for the symbolic simulator: which ranks'
+// contributions each byte holds and which byte of their data it is.
+//
+// Contents are runs ("segments"): bytes [begin, end) hold the set of ranks
+// `set`, and byte begin + i is byte source + i of their data. Writes merge
+// a segment with its neighbours when it continues them (same set, source
+// continuing), so a fully reduced vector is one segment however it was
+// assembled, and memory follows the structure of the data, not its size.
+// Bytes no segment covers are undefined.
+//
+// The segments live in a map whose nodes come from a pool shared by every
+// buffer of a world: a 4096-rank ring holds one segment per block on every
+// rank mid-run (16M of them), and a node per malloc was a third of the run.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <iterator>
+#include <map>
+#include <memory_resource>
+#include <span>
+#include <vector>
+
+#include <tutti/sim/rank_sets.hpp>
+
+namespace tutti::sim {
+
+// A run of `length` bytes: set `set` (rank_sets::empty: undefined) starting
+// at byte `source` of the contributors' data.
+struct piece {
+  std::uint64_t length = 0;
+  set_id set = rank_sets::empty;
+  std::uint64_t source = 0;
+};
+
+class segment_map {
+ public:
+  explicit segment_map(std::pmr::memory_resource* pool) : segments_(pool) {}
+
+  // The contents of [begin, begin + length) as pieces in order, undefined
+  // gaps included, appended to `out`.
+  void read(std::uint64_t begin, std::uint64_t length, std::vector<piece>& out) const {
+    const std::uint64_t end = begin + length;
+    std::uint64_t at = begin;
+    auto it = segments_.upper_bound(begin);
+    if (it != segments_.begin()) {
+      const auto before = std::prev(it);
+      if (before->second.end > begin) it = before;
+    }
+    for (; it != segments_.end() && it->first < end && at < end; ++it) {
+      const std::uint64_t seg_begin = it->first;
+      const segment& s = it->second;
+      if (seg_begin > at) {
+        out.push_back({seg_begin - at, rank_sets::empty, 0});
+        at = seg_begin;
+      }
+      const std::uint64_t stop = s.end < end ? s.end : end;
+      out.push_back({stop - at, s.set, s.source + (at - seg_begin)});
+      at = stop;
+    }
+    if (at < end) out.push_back({end - at, rank_sets::empty, 0});
+  }
+
+  // Writes `pieces` from `begin` on (undefined pieces make bytes undefined).
+  void write(std::uint64_t begin, std::span<const piece> pieces) {
+    std::uint64_t total = 0;
+    for (const piece& p : pieces) total += p.length;
+    if (total == 0) return;
+    erase(begin, begin + total);
+    std::uint64_t at = begin;
+    auto last = segments_.end();
+    for (const piece& p : pieces) {
+      if (p.set != rank_sets::empty && p.length != 0) {
+        if (last != segments_.end() && last->second.end == at && continues(last, p.set, p.source)) {
+          last->second.end = at + p.length;
+        } else {
+          last = segments_.emplace_hint(segments_.lower_bound(at), at, segment{at + p.length, p.set, p.source});
+          last = merge_left(last);
+        }
+      }
+      at += p.length;
+    }
+    if (last != segments_.end()) {
+      const auto after = std::next(last);
+      if (after != segments_.end() && after->first == last->second.end &&
+          continues(last, after->second.set, after->second.source)) {
+        last->second.end = after->second.end;
+        segments_.erase(after);
+      }
+    }
+  }
+
+  void fill(std::uint64_t begin, std::uint64_t length, set_id set, std::uint64_t source) {
+    const piece p{length, set, source};
+    write(begin, std::span<const piece>(&p, 1));
+  }
+
+  [[nodiscard]] std::size_t size() const noexcept { return segments_.size(); }
+
+ private:
+  struct segment {
+    std::uint64_t end;
+    set_id set;
+    std::uint64_t source;
+  };
+  using map_type = std::pmr::map<std::uint64_t, segment>;
+
+  // Whether a run of (set, source) right after `it` continues it.
+  static bool continues(map_type::const_iterator it, set_id set, std::uint64_t source) {
+    return it->second.set == set && it->second.source + (it->second.end - it->first) == source;
+  }
+
+  map_type::iterator merge_left(map_type::iterator it) {
+    if (it == segments_.begin()) return it;
+    const auto before = std::prev(it);
+    if (before->second.end != it->first || !continues(before, it->second.set, it->second.source)) return it;
+    before->second.end = it->second.end;
+    segments_.erase(it);
+    return before;
+  }
+
+  // Makes [begin, end) undefined, cutting segments that straddle its ends.
+  void erase(std::uint64_t begin, std::uint64_t end) {
+    auto it = segments_.lower_bound(begin);
+    if (it != segments_.begin()) {
+      const auto before = std::prev(it);  // starts before `begin`
+      segment& s = before->second;
+      if (s.end > begin) {
+        if (s.end > end) {
+          const segment tail{s.end, s.set, s.source + (end - before->first)};
+          s.end = begin;
+          segments_.emplace_hint(it, end, tail);
+          return;
+        }
+        s.end = begin;
+      }
+    }
+    while (it != segments_.end() && it->first < end) {
+      if (it->second.end <= end) {
+        it = segments_.erase(it);
+        continue;
+      }
+      // Straddles the end: keep its tail.
+      const segment tail{it->second.end, it->second.set, it->second.source + (end - it->first)};
+      it = segments_.erase(it);
+      segments_.emplace_hint(it, end, tail);
+      break;
+    }
+  }
+
+  map_type segments_;
+};
+
+}  // namespace tutti::sim

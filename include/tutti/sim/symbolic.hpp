@@ -1,0 +1,572 @@
+// Symbolic simulation: runs every rank's schedule without payload and proves
+// the final buffers right. Each byte holds a symbolic value (segments.hpp):
+// the set of ranks whose contributions it sums and which byte of their data
+// it is, so a wrong set, a block delivered to the wrong place and a
+// contribution counted twice are all caught, and named by rank, step,
+// buffer and byte offset.
+//
+// Values move like data: sends copy them into per-channel FIFOs, receives
+// take them out (sizes must match), copies move them, and a reduce
+// dst = op(lhs, src) needs both operands defined, at the same source byte,
+// from disjoint sets of ranks, and yields the union. Any read of undefined
+// bytes (a send, a copy or a reduce operand) is reported: the executor would
+// move garbage.
+//
+// The order is deliberately not program order: ranks take turns, and each
+// runs every step that is ready (dependencies and channel order done) in a
+// seeded random order, so a step that relies on an order its dependencies
+// do not state reads a stale or undefined value and is reported. Sends
+// complete at once (the channels buffer): a deadlock reported is one of the
+// schedule itself.
+//
+// The proof is about the schedule's structure, not payload scale: use small
+// elements and a count like size * k (see sim::proof_count), so that blocks
+// and chunks are non-trivial but a 4096-rank proof stays small.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory_resource>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <tutti/algorithm/collective.hpp>
+#include <tutti/sim/program.hpp>
+#include <tutti/sim/rank_sets.hpp>
+#include <tutti/sim/segments.hpp>
+
+namespace tutti::sim {
+
+struct symbolic_options {
+  // Shuffles each rank's ready steps; 0 runs them last-ready first.
+  std::uint64_t seed = 1;
+  // all_reduce only: the input is the output itself, as when run in place.
+  bool in_place = false;
+};
+
+struct symbolic_report {
+  bool proven = false;
+  std::string problems;  // empty when proven; else one line per problem
+  std::size_t steps = 0;
+  std::size_t messages = 0;
+  std::size_t interned_sets = 0;
+};
+
+namespace detail {
+
+using args_function = std::function<algorithm::collective_args(int)>;
+
+class symbolic_run {
+ public:
+  symbolic_run(world& w, const args_function& args_of, const symbolic_options& options)
+      : w_(w), args_of_(args_of), options_(options), rng_(options.seed * 0x9e3779b97f4a7c15ULL + 1) {}
+
+  symbolic_report run() {
+    const int n = w_.size;
+    const auto count = static_cast<std::size_t>(n);
+    // Sets in the order a cluster's rings follow (see rank_sets::relabel).
+    if (const auto cluster = args_of_(0).cluster; cluster && cluster->host_count() > 1) {
+      sets_.relabel(cluster->rail_aligned_order());
+    }
+    track_knowledge_ = w_.kind == algorithm::collective::barrier;
+    ranks_.reserve(count);
+    for (int r = 0; r < n; ++r) ranks_.emplace_back(&pool_, rank_program(r).in_peers.size());
+    for (int r = 0; r < n; ++r) initialise(r);
+    ready_.resize(count);
+    queued_.assign(count, 0);
+    if (track_knowledge_) {
+      knowledge_.resize(count);
+      for (int r = 0; r < n; ++r) knowledge_[ix(r)].assign(rank_program(r).ops.size(), sets_.single(r));
+    }
+    for (int r = 0; r < n; ++r) {
+      const program& p = rank_program(r);
+      for (std::uint32_t i = 0; i < p.ops.size(); ++i) {
+        if (p.ops[i].waits == 0) make_ready(r, i);
+      }
+    }
+    std::vector<int> turn;
+    std::vector<std::uint32_t> batch;
+    while (!next_turn_.empty() && !failed()) {
+      std::swap(turn, next_turn_);
+      next_turn_.clear();
+      std::sort(turn.begin(), turn.end());
+      for (const int r : turn) {
+        queued_[ix(r)] = 0;
+        batch.swap(ready_[ix(r)]);
+        ready_[ix(r)].clear();
+        shuffle(batch);
+        for (const std::uint32_t i : batch) {
+          execute(r, i);
+          if (failed()) break;
+        }
+        batch.clear();
+        if (failed()) break;
+      }
+    }
+    if (!failed()) report_leftovers();
+    if (!failed()) check_results();
+    symbolic_report out;
+    out.proven = !failed();
+    out.problems = std::move(problems_).str();
+    out.steps = executed_;
+    out.messages = messages_;
+    out.interned_sets = sets_.interned();
+    return out;
+  }
+
+ private:
+  static constexpr std::size_t max_listed = 8;
+
+  struct message {
+    std::uint32_t step;
+    std::uint32_t bytes;
+    std::uint32_t first_piece;
+    std::uint32_t pieces;
+    set_id knowledge;
+  };
+
+  // Messages from one peer, in order; their pieces in one vector, both
+  // cleared whenever the channel drains, which in a pipelined schedule is
+  // every few messages.
+  struct channel {
+    std::vector<message> queue;
+    std::vector<piece> pieces;
+    std::size_t head = 0;
+    std::uint32_t parked = no_step;  // a receive waiting for a message
+
+    [[nodiscard]] bool empty() const noexcept { return head == queue.size(); }
+  };
+
+  struct rank_state {
+    rank_state(std::pmr::memory_resource* pool, std::size_t channels)
+        : buffers{segment_map(pool), segment_map(pool), segment_map(pool)}, inbound(channels) {}
+    segment_map buffers[3];
+    std::vector<channel> inbound;
+    std::size_t done = 0;
+  };
+
+  static std::size_t ix(int r) noexcept { return static_cast<std::size_t>(r); }
+  [[nodiscard]] bool failed() const { return failed_; }
+  [[nodiscard]] const program& rank_program(int r) const { return w_.ranks[ix(r)]; }
+
+  std::ostream& problem() {
+    failed_ = true;
+    return problems_;
+  }
+
+  void initialise(int r) {
+    const algorithm::collective_args a = args_of_(r);
+    const program& p = rank_program(r);
+    const set_id self = sets_.single(r);
+    switch (w_.kind) {
+      case algorithm::collective::broadcast:
+        if (r == a.root) buffer_of(r, algorithm::buffer::output).fill(0, p.output_bytes, self, 0);
+        break;
+      case algorithm::collective::barrier: break;
+      default: buffer_of(r, algorithm::buffer::input).fill(0, p.input_bytes, self, 0); break;
+    }
+  }
+
+  [[nodiscard]] algorithm::buffer resolve(algorithm::buffer b) const noexcept {
+    return options_.in_place && b == algorithm::buffer::input ? algorithm::buffer::output : b;
+  }
+
+  segment_map& buffer_of(int r, algorithm::buffer b) { return ranks_[ix(r)].buffers[static_cast<int>(resolve(b))]; }
+
+  [[nodiscard]] std::size_t limit_of(int r, algorithm::buffer b) const {
+    const program& p = rank_program(r);
+    switch (resolve(b)) {
+      case algorithm::buffer::input: return p.input_bytes;
+      case algorithm::buffer::output: return p.output_bytes;
+      case algorithm::buffer::scratch: return p.scratch_bytes;
+    }
+    return 0;
+  }
+
+  std::string describe(int r, std::uint32_t i) const {
+    const op& o = rank_program(r).ops[i];
+    std::ostringstream out;
+    out << "rank " << r << " step " << i << " (" << to_string(o.kind);
+    if (o.kind == algorithm::step_kind::send) out << " to " << o.peer;
+    if (o.kind == algorithm::step_kind::recv) out << " from " << o.peer;
+    out << ", " << o.bytes << " bytes)";
+    return std::move(out).str();
+  }
+
+  void shuffle(std::vector<std::uint32_t>& batch) {
+    if (options_.seed == 0) {
+      std::reverse(batch.begin(), batch.end());
+      return;
+    }
+    for (std::size_t k = batch.size(); k > 1; --k) {
+      rng_ ^= rng_ << 13;
+      rng_ ^= rng_ >> 7;
+      rng_ ^= rng_ << 17;
+      std::swap(batch[k - 1], batch[rng_ % k]);
+    }
+  }
+
+  void make_ready(int r, std::uint32_t i) {
+    const op& o = rank_program(r).ops[i];
+    if (o.kind == algorithm::step_kind::recv) {
+      channel& ch = ranks_[ix(r)].inbound[o.channel];
+      if (ch.empty()) {
+        ch.parked = i;
+        return;
+      }
+    }
+    ready_[ix(r)].push_back(i);
+    if (queued_[ix(r)] == 0) {
+      queued_[ix(r)] = 1;
+      next_turn_.push_back(r);
+    }
+  }
+
+  bool in_range(int r, std::uint32_t i, algorithm::buffer b, std::uint32_t offset, std::uint32_t bytes) {
+    const std::size_t limit = limit_of(r, b);
+    if (offset > limit || bytes > limit - offset) {
+      problem() << describe(r, i) << ": " << algorithm::to_string(b) << " bytes [" << offset << ", "
+                << std::size_t{offset} + bytes << ") outside its " << limit << " bytes\n";
+      return false;
+    }
+    return true;
+  }
+
+  // Reads an operand; reports undefined bytes.
+  bool read(int r, std::uint32_t i, algorithm::buffer b, std::uint32_t offset, std::uint32_t bytes,
+            std::vector<piece>& out, const char* role) {
+    out.clear();
+    if (!in_range(r, i, b, offset, bytes)) return false;
+    buffer_of(r, b).read(offset, bytes, out);
+    std::uint64_t at = offset;
+    for (const piece& p : out) {
+      if (p.set == rank_sets::empty) {
+        problem() << "undefined read: " << describe(r, i) << " reads " << role << " " << algorithm::to_string(b)
+                  << " bytes [" << at << ", " << at + p.length << "), never written\n";
+        return false;
+      }
+      at += p.length;
+    }
+    return true;
+  }
+
+  void execute(int r, std::uint32_t i) {
+    program& p = w_.ranks[ix(r)];
+    op& o = p.ops[i];
+    set_id known = track_knowledge_ ? knowledge_[ix(r)][i] : rank_sets::empty;
+    switch (o.kind) {
+      case algorithm::step_kind::send: {
+        if (!read(r, i, o.src_buf, o.src, o.bytes, operand_[0], "its source")) return;
+        ++messages_;
+        if (o.channel == no_step) {
+          problem() << "unreceived message: " << describe(r, i) << ", but rank " << o.peer
+                    << " never receives from rank " << r << "\n";
+          return;
+        }
+        rank_state& to = ranks_[ix(o.peer)];
+        channel& ch = to.inbound[o.channel];
+        ch.queue.push_back({i, o.bytes, static_cast<std::uint32_t>(ch.pieces.size()),
+                            static_cast<std::uint32_t>(operand_[0].size()), known});
+        ch.pieces.insert(ch.pieces.end(), operand_[0].begin(), operand_[0].end());
+        if (ch.parked != no_step) {
+          const std::uint32_t waiting = ch.parked;
+          ch.parked = no_step;
+          make_ready(o.peer, waiting);
+        }
+        break;
+      }
+      case algorithm::step_kind::recv: {
+        channel& ch = ranks_[ix(r)].inbound[o.channel];
+        const message m = ch.queue[ch.head++];
+        if (m.bytes != o.bytes) {
+          problem() << "size mismatch: " << describe(r, i) << " matched " << describe(o.peer, m.step) << "\n";
+          return;
+        }
+        if (!in_range(r, i, o.dst_buf, o.dst, o.bytes)) return;
+        buffer_of(r, o.dst_buf).write(o.dst, std::span<const piece>(ch.pieces).subspan(m.first_piece, m.pieces));
+        if (ch.empty()) {
+          ch.queue.clear();
+          ch.pieces.clear();
+          ch.head = 0;
+        }
+        if (track_knowledge_) known = sets_.unite(known, m.knowledge, true);
+        break;
+      }
+      case algorithm::step_kind::copy: {
+        if (!read(r, i, o.src_buf, o.src, o.bytes, operand_[0], "its source")) return;
+        if (!in_range(r, i, o.dst_buf, o.dst, o.bytes)) return;
+        buffer_of(r, o.dst_buf).write(o.dst, operand_[0]);
+        break;
+      }
+      case algorithm::step_kind::reduce: {
+        if (!read(r, i, o.lhs_buf, o.lhs, o.bytes, operand_[0], "its left operand")) return;
+        if (!read(r, i, o.src_buf, o.src, o.bytes, operand_[1], "its right operand")) return;
+        if (!in_range(r, i, o.dst_buf, o.dst, o.bytes)) return;
+        if (!combine(r, i)) return;
+        buffer_of(r, o.dst_buf).write(o.dst, operand_[2]);
+        break;
+      }
+    }
+    ++executed_;
+    ++ranks_[ix(r)].done;
+    o.waits = no_step;  // done
+    for (const std::uint32_t next : p.successors(i)) {
+      if (track_knowledge_) knowledge_[ix(r)][next] = sets_.unite(knowledge_[ix(r)][next], known, true);
+      op& after = p.ops[next];
+      if (after.waits != no_step && --after.waits == 0) make_ready(r, next);
+    }
+    if (track_knowledge_) final_knowledge_.emplace_back(r, known);
+  }
+
+  // operand_[2] = op(operand_[0], operand_[1]), piece by piece.
+  bool combine(int r, std::uint32_t i) {
+    const op& o = rank_program(r).ops[i];
+    std::vector<piece>& out = operand_[2];
+    out.clear();
+    std::size_t a = 0;
+    std::size_t b = 0;
+    std::uint64_t used_a = 0;
+    std::uint64_t used_b = 0;
+    std::uint64_t at = 0;
+    while (a < operand_[0].size() && b < operand_[1].size()) {
+      const piece& left = operand_[0][a];
+      const piece& right = operand_[1][b];
+      const std::uint64_t length = std::min(left.length - used_a, right.length - used_b);
+      const std::uint64_t left_source = left.source + used_a;
+      const std::uint64_t right_source = right.source + used_b;
+      if (left_source != right_source) {
+        problem() << "misplaced operands: " << describe(r, i) << " at its byte " << at << " combines "
+                  << algorithm::to_string(o.lhs_buf) << " byte " << o.lhs + at << " (byte " << left_source << " of "
+                  << sets_.describe(left.set) << ") with " << algorithm::to_string(o.src_buf) << " byte " << o.src + at
+                  << " (byte " << right_source << " of " << sets_.describe(right.set) << ")\n";
+        return false;
+      }
+      const set_id joined = sets_.unite(left.set, right.set);
+      if (joined == rank_sets::overlap) {
+        problem() << "double contribution: " << describe(r, i) << " combines " << sets_.describe(left.set) << " ("
+                  << algorithm::to_string(o.lhs_buf) << " byte " << o.lhs + at << ") with " << sets_.describe(right.set)
+                  << " (" << algorithm::to_string(o.src_buf) << " byte " << o.src + at
+                  << "): they share ranks, whose data would be counted twice\n";
+        return false;
+      }
+      out.push_back({length, joined, left_source});
+      at += length;
+      used_a += length;
+      used_b += length;
+      if (used_a == left.length) {
+        ++a;
+        used_a = 0;
+      }
+      if (used_b == right.length) {
+        ++b;
+        used_b = 0;
+      }
+    }
+    return true;
+  }
+
+  void report_leftovers() {
+    const int n = w_.size;
+    std::size_t listed_ranks = 0;
+    for (int r = 0; r < n; ++r) {
+      const program& p = rank_program(r);
+      if (ranks_[ix(r)].done == p.ops.size()) continue;
+      if (!failed()) problem() << "deadlock: no step can run, these remain:\n";
+      if (++listed_ranks > max_listed) {
+        problems_ << "  ... and more ranks\n";
+        break;
+      }
+      std::size_t listed = 0;
+      for (std::uint32_t i = 0; i < p.ops.size(); ++i) {
+        const op& o = p.ops[i];
+        if (o.waits == no_step) continue;
+        if (++listed > 4) {
+          problems_ << "  rank " << r << ": ... " << p.ops.size() - ranks_[ix(r)].done << " steps in all\n";
+          break;
+        }
+        problems_ << "  " << describe(r, i);
+        if (o.waits != 0) {
+          problems_ << " waits for " << o.waits << " unfinished earlier steps (dependencies or channel order)";
+        } else if (o.kind == algorithm::step_kind::recv) {
+          problems_ << " waits for a message from rank " << o.peer << " that never came";
+        }
+        problems_ << "\n";
+      }
+    }
+    for (int r = 0; r < n; ++r) {
+      const program& p = rank_program(r);
+      for (std::size_t c = 0; c < p.in_peers.size(); ++c) {
+        const channel& ch = ranks_[ix(r)].inbound[c];
+        if (ch.empty()) continue;
+        problem() << "unreceived message: rank " << r << " never received " << ch.queue.size() - ch.head
+                  << " message(s) from rank " << p.in_peers[c] << ", the first sent by "
+                  << describe(p.in_peers[c], ch.queue[ch.head].step) << "\n";
+      }
+    }
+  }
+
+  // What rank r's output must hold at the end, as pieces from byte 0.
+  std::vector<piece> expected(int r) {
+    const algorithm::collective_args a = args_of_(r);
+    const int n = w_.size;
+    const std::uint64_t es = a.element_size;
+    const std::uint64_t block = a.count * es;
+    const set_id all = sets_.range(0, n - 1);
+    std::vector<piece> out;
+    auto blocks_from_each = [&](const std::vector<std::size_t>& sizes, auto source_of) {
+      for (int q = 0; q < n; ++q) out.push_back({sizes[ix(q)] * es, sets_.single(q), source_of(q)});
+    };
+    const auto offsets_of = [](const std::vector<std::size_t>& sizes) {
+      std::vector<std::uint64_t> offsets(sizes.size() + 1, 0);
+      for (std::size_t k = 0; k < sizes.size(); ++k) offsets[k + 1] = offsets[k] + sizes[k];
+      return offsets;
+    };
+    switch (w_.kind) {
+      case algorithm::collective::all_reduce: out.push_back({block, all, 0}); break;
+      case algorithm::collective::reduce:
+        if (r == a.root) out.push_back({block, all, 0});
+        break;
+      case algorithm::collective::broadcast: out.push_back({block, sets_.single(a.root), 0}); break;
+      case algorithm::collective::all_gather:
+        blocks_from_each(std::vector<std::size_t>(ix(n), a.count), [](int) { return std::uint64_t{0}; });
+        break;
+      case algorithm::collective::all_gather_v: blocks_from_each(a.counts, [](int) { return std::uint64_t{0}; }); break;
+      case algorithm::collective::reduce_scatter: out.push_back({block, all, ix(r) * block}); break;
+      case algorithm::collective::reduce_scatter_v: {
+        const auto offsets = offsets_of(a.counts);
+        out.push_back({a.counts[ix(r)] * es, all, offsets[ix(r)] * es});
+        break;
+      }
+      case algorithm::collective::gather:
+        if (r == a.root)
+          blocks_from_each(std::vector<std::size_t>(ix(n), a.count), [](int) { return std::uint64_t{0}; });
+        break;
+      case algorithm::collective::scatter: out.push_back({block, sets_.single(a.root), ix(r) * block}); break;
+      case algorithm::collective::all_to_all:
+        blocks_from_each(std::vector<std::size_t>(ix(n), a.count), [&](int) { return ix(r) * block; });
+        break;
+      case algorithm::collective::all_to_all_v:
+        // Block q comes from where q's input keeps what it sends to r.
+        blocks_from_each(a.recv_counts, [&](int q) { return offsets_of(args_of_(q).counts)[ix(r)] * es; });
+        break;
+      case algorithm::collective::barrier: break;
+    }
+    return out;
+  }
+
+  void check_results() {
+    const int n = w_.size;
+    std::size_t wrong = 0;
+    std::vector<piece> got;
+    for (int r = 0; r < n && wrong < max_listed; ++r) {
+      const std::vector<piece> want = expected(r);
+      std::uint64_t total = 0;
+      for (const piece& p : want) total += p.length;
+      got.clear();
+      ranks_[ix(r)].buffers[static_cast<int>(algorithm::buffer::output)].read(0, total, got);
+      std::size_t g = 0;
+      std::size_t e = 0;
+      std::uint64_t used_g = 0;
+      std::uint64_t used_e = 0;
+      std::uint64_t at = 0;
+      while (g < got.size() && e < want.size()) {
+        if (want[e].length == 0) {
+          ++e;
+          continue;
+        }
+        const piece& have = got[g];
+        const piece& need = want[e];
+        const std::uint64_t length = std::min(have.length - used_g, need.length - used_e);
+        const bool same_source = have.source + used_g == need.source + used_e;
+        if (have.set != need.set || (have.set != rank_sets::empty && !same_source)) {
+          problem() << "wrong result: rank " << r << " output bytes [" << at << ", " << at + length << ") hold ";
+          if (have.set == rank_sets::empty) {
+            problems_ << "nothing (never written)";
+          } else {
+            problems_ << sets_.describe(have.set) << " from their byte " << have.source + used_g;
+          }
+          problems_ << ", expected " << sets_.describe(need.set) << " from their byte " << need.source + used_e << "\n";
+          ++wrong;
+          break;
+        }
+        at += length;
+        used_g += length;
+        used_e += length;
+        if (used_g == have.length) {
+          ++g;
+          used_g = 0;
+        }
+        if (used_e == need.length) {
+          ++e;
+          used_e = 0;
+        }
+      }
+    }
+    if (track_knowledge_) {
+      std::vector<set_id> heard(ix(n), rank_sets::empty);
+      for (const auto& [r, known] : final_knowledge_) heard[ix(r)] = sets_.unite(heard[ix(r)], known, true);
+      const set_id all = sets_.range(0, n - 1);
+      for (int r = 0; r < n && wrong < max_listed; ++r) {
+        if (heard[ix(r)] == all || n == 1) continue;
+        problem() << "barrier incomplete: rank " << r << " finishes having heard only from "
+                  << sets_.describe(heard[ix(r)]) << "\n";
+        ++wrong;
+      }
+    }
+  }
+
+  world& w_;
+  const args_function& args_of_;
+  symbolic_options options_;
+  std::uint64_t rng_;
+  std::pmr::unsynchronized_pool_resource pool_;
+  rank_sets sets_;
+  std::vector<rank_state> ranks_;
+  std::vector<std::vector<std::uint32_t>> ready_;
+  std::vector<char> queued_;
+  std::vector<int> next_turn_;
+  std::vector<piece> operand_[3];
+  std::vector<std::vector<set_id>> knowledge_;           // barrier: per step, the ranks it has heard from
+  std::vector<std::pair<int, set_id>> final_knowledge_;  // barrier: per executed step
+  std::ostringstream problems_;
+  bool failed_ = false;
+  bool track_knowledge_ = false;
+  std::size_t executed_ = 0;
+  std::size_t messages_ = 0;
+};
+
+}  // namespace detail
+
+// Runs `w` symbolically and checks every rank's final output against the
+// layout contract of collective.hpp. The world is consumed (steps are marked
+// done in it). args_of(r) must be what rank r's schedule was built from.
+inline symbolic_report prove(world& w, const detail::args_function& args_of, const symbolic_options& options = {}) {
+  if (options.in_place && w.kind != algorithm::collective::all_reduce) {
+    tutti::detail::fail(errc::invalid_argument, "sim: only all_reduce runs in place");
+  }
+  detail::symbolic_run run(w, args_of, options);
+  return run.run();
+}
+
+inline symbolic_report prove(world& w, const algorithm::collective_args& base, const symbolic_options& options = {}) {
+  const detail::args_function args_of = [&](int r) {
+    algorithm::collective_args a = base;
+    a.rank = r;
+    return a;
+  };
+  return prove(w, args_of, options);
+}
+
+// A count for proofs: enough elements that every rank's block has `k`
+// of them (and so does every chunk, with chunk_bytes = k * element_size),
+// but never more than the real count.
+inline std::size_t proof_count(std::size_t count, int size, std::size_t k = 2) {
+  const std::size_t structural = static_cast<std::size_t>(size) * k;
+  return std::min(count, structural);
+}
+
+}  // namespace tutti::sim

@@ -94,6 +94,7 @@
 #include <tutti/algorithm/all_reduce.hpp>
 #include <tutti/algorithm/broadcast.hpp>
 #include <tutti/algorithm/collective.hpp>
+#include <tutti/algorithm/hierarchical.hpp>
 #include <tutti/algorithm/partition.hpp>
 #include <tutti/algorithm/reduce.hpp>
 #include <tutti/algorithm/reduce_scatter.hpp>
@@ -326,8 +327,8 @@ inline std::optional<double> hierarchical_time_us(std::string_view algorithm, co
   const int per_host = a.cluster ? a.cluster->ranks_per_host() : a.size;
   if (per_host == 0) return std::nullopt;
   const terms inter{model.link.alpha_us, model.link.beta_us_per_byte, model.gamma_us_per_byte};
-  const link_cost& inside = hosts > 1 ? model.local : model.link;
-  const terms intra{inside.alpha_us, inside.beta_us_per_byte, model.gamma_us_per_byte};
+  const link_cost& host_link = hosts > 1 ? model.local : model.link;
+  const terms intra{host_link.alpha_us, host_link.beta_us_per_byte, model.gamma_us_per_byte};
   const std::size_t es = a.element_size;
   const std::size_t per_chunk = per_chunk_elements(algorithm, a, chunk_bytes);
   const std::size_t block = is_v(a.kind) ? *std::max_element(a.counts.begin(), a.counts.end()) : a.count;
@@ -340,11 +341,20 @@ inline std::optional<double> hierarchical_time_us(std::string_view algorithm, co
       rail.count = share;
       rail.element_size = es;
       rail.chunk_bytes = a.chunk_bytes;
-      const auto across =
-          time_us(algorithm == "hierarchical" ? "ring" : "double_binary_tree", rail, model, chunk_bytes);
+      const bool sliced = algorithm == "hierarchical_rabenseifner";
+      const std::size_t slices = hierarchical::detail::pipeline_slices(a.count * es, per_host, per_chunk * es, !sliced);
+      rail.count = even_block(share, static_cast<int>(slices));
+      const std::string_view rail_algorithm = algorithm == "hierarchical"        ? "ring"
+                                              : algorithm == "hierarchical_tree" ? "double_binary_tree"
+                                                                                 : "rabenseifner";
+      const auto across = time_us(rail_algorithm, rail, model, chunk_bytes);
       if (!across) return std::nullopt;
-      return ring_phase(intra, per_host - 1, share, es, per_chunk, true) + *across +
-             ring_phase(intra, per_host - 1, share, es, per_chunk, false);
+      // Slices pipeline: the first is reduced inside the host alone, then
+      // the rails and the host links work at once, the slower setting the pace.
+      const double inside = ring_phase(intra, per_host - 1, share, es, per_chunk, true) +
+                            ring_phase(intra, per_host - 1, share, es, per_chunk, false);
+      const double p = real(slices);
+      return inside / p + std::max(inside * (p - 1) / p, p * *across);
     }
     case collective::all_gather:
     case collective::all_gather_v:

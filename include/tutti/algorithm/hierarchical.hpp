@@ -8,10 +8,14 @@
 //
 // - all_reduce: ring reduce-scatter inside each host (local rank j ends
 //   with the host's sum of block j + 1 of L), then an all_reduce of that
-//   block among rail group j (ring, or double binary tree for
-//   hierarchical_tree: latency logarithmic in H), then ring all-gather
-//   inside each host. Each NIC carries 2 (H-1)/H of m/L bytes, so the L
-//   rails together run at L times one NIC's bandwidth.
+//   block among rail group j (ring; double binary tree for
+//   hierarchical_tree, latency logarithmic in H; Rabenseifner for
+//   hierarchical_rabenseifner, 2 log2 H messages and bandwidth-optimal),
+//   then ring all-gather inside each host. Each NIC carries 2 (H-1)/H of
+//   m/L bytes, so the L rails together run at L times one NIC's bandwidth.
+//   Rabenseifner's rounds each wait for the last, so that variant cuts the
+//   vector into slices and pipelines them through the three phases: the
+//   rails work on one slice while the hosts reduce the next.
 // - all_gather: all-gather of the inputs among each rail group, then inside
 //   each host every local rank passes on the H blocks its rail brought.
 // - reduce_scatter: the mirror image: inside each host a reduce-scatter per
@@ -25,6 +29,7 @@
 // a block on its rail as soon as its local phase finished that block.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <memory>
 #include <utility>
@@ -116,6 +121,19 @@ inline collective_args phase_args(const collective_args& a, collective kind, int
   return out;
 }
 
+// The slices a hierarchical all_reduce pipelines over when its rail phase
+// is not pipelined by itself (rabenseifner's rounds each wait for the
+// last): enough that each rank's block of a slice is about 16 chunks, at
+// most 8 (each slice pays the rail phase's latency once). One for the ring
+// and the tree, whose chunks already stream through the rail phase.
+inline std::size_t pipeline_slices(std::size_t bytes, int per_host, std::size_t chunk_bytes, bool pipelined_rail) {
+  constexpr std::size_t chunks_per_slice = 16;
+  constexpr std::size_t most = 8;
+  if (pipelined_rail) return 1;
+  const std::size_t block = bytes / uz(per_host);
+  return std::clamp<std::size_t>(block / (chunks_per_slice * chunk_bytes), 1, most);
+}
+
 inline std::size_t sum_of(const std::vector<std::size_t>& counts) {
   std::size_t total = 0;
   for (const std::size_t c : counts) total += c;
@@ -149,8 +167,9 @@ region_map block_map(const std::vector<std::size_t>& counts, std::size_t element
 
 }  // namespace detail
 
-// `inter` is the flat all_reduce among each rail group.
-inline schedule all_reduce(const collective_args& a, detail::flat_algorithm inter) {
+// `inter` is the flat all_reduce among each rail group; `rail_pipelines`
+// says whether it streams chunks by itself (else the vector is sliced).
+inline schedule all_reduce(const collective_args& a, detail::flat_algorithm inter, bool rail_pipelines) {
   using namespace algorithm::detail;
   schedule_builder b;
   b.input_may_alias_output(0);
@@ -163,21 +182,35 @@ inline schedule all_reduce(const collective_args& a, detail::flat_algorithm inte
     return std::move(b).finish();
   }
   const int per_host = grid.per_host();
-  const auto offsets = even_offsets(a.count, per_host);
   const std::size_t per_chunk = chunk_elements(a, algorithm::all_reduce::default_chunk_bytes);
   const ring_view local_ring = ring_through(grid.host_members(grid.host()), grid.local());
-  ring_reduce_scatter(b, local_ring, in, out, offsets, es, per_chunk);
-  // This rank's block now holds its host's sum; its rail adds the others'.
+  // The vector in slices, each cut into per_host blocks: slice s's rail
+  // phase runs while later slices are reduced inside the host and earlier
+  // ones gathered, so NICs and intra-host links work at once. Each phase
+  // goes through the slices in turn, so a channel carries one phase's
+  // messages in slice order and never holds a later slice behind a phase
+  // still waiting on the rail.
+  const std::size_t slices = detail::pipeline_slices(a.count * es, per_host, per_chunk * es, rail_pipelines);
+  const auto slice_offsets = even_offsets(a.count, static_cast<int>(slices));
+  std::vector<std::vector<std::size_t>> blocks(slices);
+  for (std::size_t s = 0; s < slices; ++s) {
+    blocks[s] = even_offsets(slice_offsets[s + 1] - slice_offsets[s], per_host);
+    for (std::size_t& offset : blocks[s]) offset += slice_offsets[s];
+  }
+  for (const auto& offsets : blocks) ring_reduce_scatter(b, local_ring, in, out, offsets, es, per_chunk);
+  // This rank's block of each slice now holds its host's sum; its rail
+  // adds the other hosts'.
   const int block = wrap(grid.local() + 1, per_host);
-  const std::size_t length = offsets[uz(block) + 1] - offsets[uz(block)];
-  if (grid.hosts() > 1 && length > 0) {
+  const auto rail = grid.rail_members(grid.local());
+  for (const auto& offsets : blocks) {
+    const std::size_t length = offsets[uz(block) + 1] - offsets[uz(block)];
+    if (grid.hosts() == 1 || length == 0) continue;
     auto args = detail::phase_args(a, collective::all_reduce, grid.host(), grid.hosts());
     args.count = length;
     const region mine = at(out, offsets[uz(block)] * es);
-    detail::run_phase(b, inter, args, grid.rail_members(grid.local()), region_map::linear(mine),
-                      region_map::linear(mine));
+    detail::run_phase(b, inter, args, rail, region_map::linear(mine), region_map::linear(mine));
   }
-  ring_all_gather(b, local_ring, out, offsets, es, per_chunk);
+  for (const auto& offsets : blocks) ring_all_gather(b, local_ring, out, offsets, es, per_chunk);
   return std::move(b).finish();
 }
 

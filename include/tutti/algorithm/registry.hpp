@@ -25,7 +25,13 @@ namespace tutti::algorithm {
 inline std::vector<std::string_view> algorithms_for(collective kind) {
   switch (kind) {
     case collective::all_reduce:
-      return {"ring", "recursive_doubling", "rabenseifner", "double_binary_tree", "hierarchical", "hierarchical_tree"};
+      return {"ring",
+              "recursive_doubling",
+              "rabenseifner",
+              "double_binary_tree",
+              "hierarchical",
+              "hierarchical_tree",
+              "hierarchical_rabenseifner"};
     case collective::reduce: return {"binomial", "ring"};
     case collective::broadcast: return {"binomial", "chain", "hierarchical"};
     case collective::all_gather:
@@ -50,8 +56,9 @@ inline schedule dispatch(std::string_view name, const collective_args& a) {
       if (name == "recursive_doubling") return all_reduce::recursive_doubling(a);
       if (name == "rabenseifner") return all_reduce::rabenseifner(a);
       if (name == "double_binary_tree") return all_reduce::double_binary_tree(a);
-      if (name == "hierarchical") return hierarchical::all_reduce(a, all_reduce::ring);
-      if (name == "hierarchical_tree") return hierarchical::all_reduce(a, all_reduce::double_binary_tree);
+      if (name == "hierarchical") return hierarchical::all_reduce(a, all_reduce::ring, true);
+      if (name == "hierarchical_tree") return hierarchical::all_reduce(a, all_reduce::double_binary_tree, true);
+      if (name == "hierarchical_rabenseifner") return hierarchical::all_reduce(a, all_reduce::rabenseifner, false);
       break;
     case collective::reduce:
       if (name == "binomial") return reduce::binomial(a);

@@ -19,9 +19,9 @@
 // bandwidth fairly finishes a set of messages at the same time (the link
 // moves the same bytes either way); for a chain of dependent messages each
 // costs alpha + b beta, what cost_model.hpp assumes, so the two can be
-// compared term by term. Sends complete when the message arrives (eager:
-// the receive need not be posted yet; the receiver's step completes once
-// both are there).
+// compared term by term. A send completes when its last byte has left, so
+// messages to one peer pipeline; the receive completes when the message has
+// arrived and the receive is posted (eager: it need not be posted first).
 #pragma once
 
 #include <algorithm>
@@ -228,7 +228,10 @@ class timing_run {
           ch.parked = no_step;
           receive(o.peer, waiting, ch.parked_at);
         }
-        finish(r, i, end);
+        // The send is done once its last byte has left: its buffer is free
+        // again and the next message to that peer may follow, as on an RC
+        // queue pair with many in flight; only the receiver waits for alpha.
+        finish(r, i, out);
         break;
       }
       case algorithm::step_kind::recv: receive(r, i, now); break;

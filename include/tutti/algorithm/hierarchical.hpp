@@ -134,6 +134,14 @@ inline std::size_t pipeline_slices(std::size_t bytes, int per_host, std::size_t 
   return std::clamp<std::size_t>(block / (chunks_per_slice * chunk_bytes), 1, most);
 }
 
+// The block sizes of `members`, in their order.
+inline std::vector<std::size_t> sizes_of(const std::vector<int>& members, const std::vector<std::size_t>& sizes) {
+  std::vector<std::size_t> out;
+  out.reserve(members.size());
+  for (const int r : members) out.push_back(sizes[uz(r)]);
+  return out;
+}
+
 inline std::size_t sum_of(const std::vector<std::size_t>& counts) {
   std::size_t total = 0;
   for (const std::size_t c : counts) total += c;
@@ -225,8 +233,7 @@ inline schedule all_gather(const collective_args& a) {
   auto block_of = [&](int rank) { return at(out, offsets[uz(rank)] * es); };
   // Among the rail: every member's input into its block of the output.
   const auto rail = grid.rail_members(grid.local());
-  std::vector<std::size_t> rail_counts;
-  for (const int r : rail) rail_counts.push_back(sizes[uz(r)]);
+  const auto rail_counts = detail::sizes_of(rail, sizes);
   detail::run_phase(b, algorithm::all_gather::ring,
                     detail::phase_args(a, collective::all_gather_v, grid.host(), grid.hosts(), rail_counts), rail,
                     region_map::linear({buffer::input, 0}),
@@ -235,8 +242,7 @@ inline schedule all_gather(const collective_args& a) {
   // of h's rank on its rail.
   const auto local = grid.host_members(grid.host());
   for (int h = 0; h < grid.hosts(); ++h) {
-    std::vector<std::size_t> counts;
-    for (int j = 0; j < grid.per_host(); ++j) counts.push_back(sizes[uz(grid.rank_of(h, j))]);
+    const auto counts = detail::sizes_of(grid.host_members(h), sizes);
     detail::run_phase(b, algorithm::all_gather::ring,
                       detail::phase_args(a, collective::all_gather_v, grid.local(), grid.per_host(), counts), local,
                       region_map::linear(block_of(grid.rank_of(h, grid.local()))),
@@ -256,14 +262,12 @@ inline schedule reduce_scatter(const collective_args& a) {
   // Partial sums, one per host h: this host's sum of the block of h's rank
   // on this rank's rail, in host order, as the rail's phase takes them.
   const auto rail = grid.rail_members(grid.local());
-  std::vector<std::size_t> rail_counts;
-  for (const int r : rail) rail_counts.push_back(sizes[uz(r)]);
+  const auto rail_counts = detail::sizes_of(rail, sizes);
   const region partial = b.allocate_scratch(detail::sum_of(rail_counts) * es);
   const auto local = grid.host_members(grid.host());
   std::size_t partial_at = 0;
   for (int h = 0; h < grid.hosts(); ++h) {
-    std::vector<std::size_t> counts;
-    for (int j = 0; j < grid.per_host(); ++j) counts.push_back(sizes[uz(grid.rank_of(h, j))]);
+    const auto counts = detail::sizes_of(grid.host_members(h), sizes);
     detail::run_phase(
         b, algorithm::reduce_scatter::ring,
         detail::phase_args(a, collective::reduce_scatter_v, grid.local(), grid.per_host(), counts), local,

@@ -139,11 +139,12 @@ inline void read_numa(hwloc_topology_t topo, machine& m) {
   const int count = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_NUMANODE);
   for (int i = 0; i < count; ++i) {
     hwloc_obj_t obj = hwloc_get_obj_by_type(topo, HWLOC_OBJ_NUMANODE, static_cast<unsigned>(i));
+    if (obj == nullptr) continue;
     numa_node node;
     node.index = i;
     node.os_index = obj->os_index;
     node.pus = bits_of(obj->cpuset);
-    node.memory_bytes = obj->attr->numanode.local_memory;
+    if (obj->attr != nullptr) node.memory_bytes = obj->attr->numanode.local_memory;
     if (hwloc_obj_t pkg = hwloc_get_ancestor_obj_by_type(topo, HWLOC_OBJ_PACKAGE, obj)) {
       node.package = static_cast<int>(pkg->logical_index);
     } else if (obj->cpuset != nullptr && !hwloc_bitmap_iszero(obj->cpuset)) {

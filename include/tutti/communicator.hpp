@@ -716,7 +716,7 @@ class communicator {
   // the local rank. Only ranks with an RDMA device pay for the discovery.
   static int rail_of_device(const std::string& device) {
     try {
-      const topology::machine host = topology::discover();
+      const topology::machine& host = topology::this_machine();
       for (std::size_t i = 0; i < host.nics.size(); ++i) {
         if (host.nics[i].name == device) return topology::rail_of(host, static_cast<int>(i));
       }

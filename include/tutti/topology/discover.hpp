@@ -318,6 +318,15 @@ inline machine discover() {
   return detail::load("this machine", [](hwloc_topology_t) { return 0; });
 }
 
+// discover(), once per process: a discovery costs about 10 ms, and every
+// communicator with an RDMA device (splits and dups too) needs the host's
+// NICs. The hardware does not change under a running process; the binding
+// is the one at the first call.
+inline const machine& this_machine() {
+  static const machine host = discover();
+  return host;
+}
+
 // An hwloc XML export (`lstopo FILE.xml`, hwloc 1.x or 2.x format). The
 // binding is unknown: it is not this machine.
 inline machine discover_xml_file(const std::string& path) {

@@ -285,7 +285,7 @@ class verbs_transport final : public transport {
   // the rank or the topology does not say.
   static std::string nearest_device(int local_rank, const tutti::detail::env_lookup& env) {
     try {
-      const auto chosen = topology::nic_for_local_rank(topology::discover(), local_rank, env);
+      const auto chosen = topology::nic_for_local_rank(topology::this_machine(), local_rank, env);
       return chosen ? chosen->name : std::string();
     } catch (const error& e) {
       tutti::detail::log(tutti::detail::log_level::warn, "verbs: no NIC choice from the topology: ", e.message());

@@ -123,15 +123,18 @@ inline collective_args phase_args(const collective_args& a, collective kind, int
 
 // The slices a hierarchical all_reduce pipelines over when its rail phase
 // is not pipelined by itself (rabenseifner's rounds each wait for the
-// last): enough that each rank's block of a slice is about 16 chunks, at
-// most 8 (each slice pays the rail phase's latency once). One for the ring
-// and the tree, whose chunks already stream through the rail phase.
+// last): one per chunk of each rank's block, at most 16. The first slice
+// is reduced inside the host before any rail works and the last gathered
+// after the rails are done, so more slices shorten those waits, while each
+// slice adds its rail phase's latency-bound rounds: 16 was the best count
+// in tutti-sim for 512 hosts of 8 (8 and 32 were 2 and 6 points of NIC
+// utilisation worse). One for the ring and the tree, whose chunks already
+// stream through the rail phase.
 inline std::size_t pipeline_slices(std::size_t bytes, int per_host, std::size_t chunk_bytes, bool pipelined_rail) {
-  constexpr std::size_t chunks_per_slice = 16;
-  constexpr std::size_t most = 8;
+  constexpr std::size_t most = 16;
   if (pipelined_rail) return 1;
   const std::size_t block = bytes / uz(per_host);
-  return std::clamp<std::size_t>(block / (chunks_per_slice * chunk_bytes), 1, most);
+  return std::clamp<std::size_t>(block / chunk_bytes, 1, most);
 }
 
 // The block sizes of `members`, in their order.
@@ -146,6 +149,29 @@ inline std::size_t sum_of(const std::vector<std::size_t>& counts) {
   std::size_t total = 0;
   for (const std::size_t c : counts) total += c;
   return total;
+}
+
+// An order of `size` phase members (an involution: its own inverse) in
+// which a recursive halving or doubling phase meets its partners in the
+// reverse order: the virtual ranks of the power-of-two fold bit-reversed,
+// ranks that sit out left in place. Consecutive slices of a sliced rail
+// phase alternate it, so one slice's last messages to a peer (its
+// all-gather's final round) are not the next slice's first (its
+// reduce-scatter's first round): a channel is FIFO, so the next slice would
+// otherwise wait for the whole of the last one, and the rail would idle
+// between slices.
+inline std::vector<int> mirrored_order(int size) {
+  const algorithm::detail::fold f(size);
+  std::vector<int> order(uz(size));
+  for (int r = 0; r < size; ++r) order[uz(r)] = r;
+  int bits = 0;
+  while ((1 << bits) < f.active) ++bits;
+  for (int v = 0; v < f.active; ++v) {
+    int reversed = 0;
+    for (int k = 0; k < bits; ++k) reversed |= ((v >> k) & 1) << (bits - 1 - k);
+    order[uz(f.real_rank(v))] = f.real_rank(reversed);
+  }
+  return order;
 }
 
 // A flat algorithm's builder, e.g. all_reduce::ring.
@@ -199,24 +225,31 @@ inline schedule all_reduce(const collective_args& a, detail::flat_algorithm inte
   // messages in slice order and never holds a later slice behind a phase
   // still waiting on the rail.
   const std::size_t slices = detail::pipeline_slices(a.count * es, per_host, per_chunk * es, rail_pipelines);
-  const auto slice_offsets = even_offsets(a.count, static_cast<int>(slices));
+  const auto slice_starts = even_offsets(a.count, static_cast<int>(slices));
   std::vector<std::vector<std::size_t>> blocks(slices);
   for (std::size_t s = 0; s < slices; ++s) {
-    blocks[s] = even_offsets(slice_offsets[s + 1] - slice_offsets[s], per_host);
-    for (std::size_t& offset : blocks[s]) offset += slice_offsets[s];
+    blocks[s] = even_offsets(slice_starts[s + 1] - slice_starts[s], per_host);
+    for (std::size_t& offset : blocks[s]) offset += slice_starts[s];
   }
   for (const auto& offsets : blocks) ring_reduce_scatter(b, local_ring, in, out, offsets, es, per_chunk);
   // This rank's block of each slice now holds its host's sum; its rail
   // adds the other hosts'.
   const int block = wrap(grid.local() + 1, per_host);
   const auto rail = grid.rail_members(grid.local());
-  for (const auto& offsets : blocks) {
+  const auto mirrored = detail::mirrored_order(grid.hosts());
+  std::vector<int> mirrored_rail;
+  for (const int h : mirrored) mirrored_rail.push_back(rail[uz(h)]);
+  for (std::size_t s = 0; s < slices; ++s) {
+    const auto& offsets = blocks[s];
     const std::size_t length = offsets[uz(block) + 1] - offsets[uz(block)];
     if (grid.hosts() == 1 || length == 0) continue;
-    auto args = detail::phase_args(a, collective::all_reduce, grid.host(), grid.hosts());
+    const bool mirror = s % 2 == 1;
+    auto args =
+        detail::phase_args(a, collective::all_reduce, mirror ? mirrored[uz(grid.host())] : grid.host(), grid.hosts());
     args.count = length;
     const region mine = at(out, offsets[uz(block)] * es);
-    detail::run_phase(b, inter, args, rail, region_map::linear(mine), region_map::linear(mine));
+    detail::run_phase(b, inter, args, mirror ? mirrored_rail : rail, region_map::linear(mine),
+                      region_map::linear(mine));
   }
   for (const auto& offsets : blocks) ring_all_gather(b, local_ring, out, offsets, es, per_chunk);
   return std::move(b).finish();

@@ -287,40 +287,97 @@ inline tree_node in_order_tree(int n, int index) {
   return node;
 }
 
+// Halving and doubling rounds send a window of blocks to a partner that
+// passes half of it on in its next round. Sent as one message, that next
+// round waits for the whole window to arrive (and, halving, be reduced), so
+// the link idles for a latency and a reduction every round; a pipeline of
+// such rounds (hierarchical all_reduce's rail phase) idles as often. So a
+// window whose halves are both at least this long goes as two messages, the
+// half the receiver passes on first: its next round starts while the other
+// half is still arriving. Shorter halves would pay a second message's
+// latency for less overlap than that latency.
+inline constexpr std::size_t round_split_bytes = std::size_t{64} << 10;
+
+// Blocks [lo, hi) of `offsets`, in the order a round sends them: `first`
+// then `second` (empty unless the window is split).
+struct window_parts {
+  int first_lo = 0;
+  int first_hi = 0;
+  int second_lo = 0;
+  int second_hi = 0;
+};
+
+// The window of `blocks` blocks from `lo` (a power of two), split at its
+// middle with the half starting at block `lead` first, when both halves are
+// long enough.
+inline window_parts split_window(int lo, int blocks, int lead, std::span<const std::size_t> offsets,
+                                 std::size_t element_size) {
+  const int half = blocks / 2;
+  const int mid = lo + half;
+  const int hi = lo + blocks;
+  const auto bytes = [&](int from, int to) { return (offsets[uz(to)] - offsets[uz(from)]) * element_size; };
+  if (half == 0 || bytes(lo, mid) < round_split_bytes || bytes(mid, hi) < round_split_bytes) {
+    return {lo, hi, hi, hi};
+  }
+  const int other = lead == lo ? mid : lo;
+  return {lead, lead + half, other, other + half};
+}
+
 // Recursive halving among `f.active` virtual ranks over the blocks given by
 // `offsets` (active + 1 element offsets): afterwards this rank's block of
 // `work` holds the reduction over all active ranks. `own` is this rank's
 // contribution, read in the first round only (it may be `work`; see
 // ring_reduce_scatter). Each round keeps the half of the current window this
 // rank's bit selects and hands the other half to the partner, so bytes sent
-// halve every round.
+// halve every round. Long windows go in two parts (see round_split_bytes),
+// first the half the receiver hands on next.
 inline void halving_reduce_scatter(schedule_builder& b, const fold& f, int vrank, region own, region work,
                                    std::span<const std::size_t> offsets, std::size_t element_size) {
-  // Every later round keeps part of what the first kept, so the larger
-  // first half bounds every message received.
-  const std::size_t middle = offsets[uz(f.active / 2)];
-  const std::size_t half = std::max(middle - offsets[0], offsets[uz(f.active)] - middle);
-  const region staging = b.allocate_scratch(half * element_size);
+  const auto bytes = [&](int from, int to) { return (offsets[uz(to)] - offsets[uz(from)]) * element_size; };
+  // Rounds receive into two staging areas in turn, so a round's receives
+  // need not wait for the previous round's reductions. Every later round
+  // keeps part of what the one two rounds before kept, so the larger half
+  // and the largest quarter bound them.
+  const int active = f.active;
+  std::size_t largest[2] = {0, 0};
+  for (int parts = 2, area = 0; parts <= 4 && parts <= active; parts *= 2, ++area) {
+    for (int q = 0; q < parts; ++q)
+      largest[area] = std::max(largest[area], bytes(q * active / parts, (q + 1) * active / parts));
+  }
+  const region staging[2] = {b.allocate_scratch(largest[0]), b.allocate_scratch(largest[1])};
   int lo = 0;
-  int hi = f.active;
   region source = own;
-  for (int mask = f.active / 2; mask >= 1; mask /= 2) {
+  for (int mask = active / 2, round = 0; mask >= 1; mask /= 2, ++round) {
     const int partner = f.real_rank(vrank ^ mask);
-    const int mid = lo + mask;
     const bool keep_low = (vrank & mask) == 0;
-    const int keep_lo = keep_low ? lo : mid;
-    const int keep_hi = keep_low ? mid : hi;
-    const int give_lo = keep_low ? mid : lo;
-    const int give_hi = keep_low ? hi : mid;
-    const std::size_t give = (offsets[uz(give_hi)] - offsets[uz(give_lo)]) * element_size;
-    const std::size_t keep = (offsets[uz(keep_hi)] - offsets[uz(keep_lo)]) * element_size;
-    const std::size_t keep_at = offsets[uz(keep_lo)] * element_size;
-    send_some(b, partner, at(source, offsets[uz(give_lo)] * element_size), give);
-    recv_some(b, partner, staging, keep);
-    b.reduce(at(work, keep_at), at(source, keep_at), staging, keep);
+    const int keep_lo = keep_low ? lo : lo + mask;
+    const int give_lo = keep_low ? lo + mask : lo;
+    // Next round this rank and the partner (whose bit there is the same)
+    // each hand on the half of what they keep now that their bit does not
+    // select.
+    const int next = mask / 2;
+    const auto parts_of = [&](int window) {
+      const int lead = (vrank & next) == 0 ? window + next : window;
+      return split_window(window, mask, lead, offsets, element_size);
+    };
+    const window_parts give = parts_of(give_lo);
+    send_some(b, partner, at(source, offsets[uz(give.first_lo)] * element_size), bytes(give.first_lo, give.first_hi));
+    send_some(b, partner, at(source, offsets[uz(give.second_lo)] * element_size),
+              bytes(give.second_lo, give.second_hi));
+    const window_parts keep = parts_of(keep_lo);
+    std::size_t staged = 0;
+    for (const auto& [from, to] :
+         {std::pair{keep.first_lo, keep.first_hi}, std::pair{keep.second_lo, keep.second_hi}}) {
+      const std::size_t length = bytes(from, to);
+      if (length == 0) continue;
+      const region landed = at(staging[round % 2], staged);
+      const std::size_t keep_at = offsets[uz(from)] * element_size;
+      b.recv(partner, landed, length);
+      b.reduce(at(work, keep_at), at(source, keep_at), landed, length);
+      staged += length;
+    }
     source = work;
     lo = keep_lo;
-    hi = keep_hi;
   }
 }
 
@@ -329,20 +386,34 @@ inline void halving_reduce_scatter(schedule_builder& b, const fold& f, int vrank
 // of `work`, or the input, which the first round sends as it is and which is
 // copied into `work` right after that round is posted, so the peer fetches
 // it while the copy runs. Each round swaps the aligned window of blocks each
-// side has, doubling it.
+// side has, doubling it. A long window goes in two parts (see
+// round_split_bytes), first the half its sender already had before the
+// last round: that half is ready while the last round's is still arriving.
 inline void doubling_all_gather(schedule_builder& b, const fold& f, int vrank, region own, region work,
                                 std::span<const std::size_t> offsets, std::size_t element_size) {
+  const auto bytes = [&](int from, int to) { return (offsets[uz(to)] - offsets[uz(from)]) * element_size; };
   const region own_block = at(work, offsets[uz(vrank)] * element_size);
-  const std::size_t own_bytes = (offsets[uz(vrank) + 1] - offsets[uz(vrank)]) * element_size;
+  const std::size_t own_bytes = bytes(vrank, vrank + 1);
+  // The window of `mask` blocks holding virtual rank v, its half from
+  // before the last round first.
+  const auto parts_of = [&](int v, int mask) {
+    const int half = std::max(mask / 2, 1);
+    return split_window(v & ~(mask - 1), mask, v & ~(half - 1), offsets, element_size);
+  };
   for (int mask = 1; mask < f.active; mask *= 2) {
     const int partner_v = vrank ^ mask;
-    const int mine = vrank & ~(mask - 1);
-    const int theirs = partner_v & ~(mask - 1);
-    const std::size_t my_bytes = (offsets[uz(mine + mask)] - offsets[uz(mine)]) * element_size;
-    const std::size_t their_bytes = (offsets[uz(theirs + mask)] - offsets[uz(theirs)]) * element_size;
-    const region from = mask == 1 ? own : at(work, offsets[uz(mine)] * element_size);
-    send_some(b, f.real_rank(partner_v), from, my_bytes);
-    recv_some(b, f.real_rank(partner_v), at(work, offsets[uz(theirs)] * element_size), their_bytes);
+    const int partner = f.real_rank(partner_v);
+    const window_parts mine = parts_of(vrank, mask);
+    const window_parts theirs = parts_of(partner_v, mask);
+    const region from = mask == 1 ? own : work;
+    const std::size_t from_base = mask == 1 ? offsets[uz(vrank)] * element_size : 0;
+    const auto from_at = [&](int block) { return at(from, offsets[uz(block)] * element_size - from_base); };
+    send_some(b, partner, from_at(mine.first_lo), bytes(mine.first_lo, mine.first_hi));
+    send_some(b, partner, from_at(mine.second_lo), bytes(mine.second_lo, mine.second_hi));
+    recv_some(b, partner, at(work, offsets[uz(theirs.first_lo)] * element_size),
+              bytes(theirs.first_lo, theirs.first_hi));
+    recv_some(b, partner, at(work, offsets[uz(theirs.second_lo)] * element_size),
+              bytes(theirs.second_lo, theirs.second_hi));
     if (mask == 1) b.copy(own_block, own, own_bytes);
   }
   if (f.active == 1) b.copy(own_block, own, own_bytes);  // no rounds

@@ -10,26 +10,31 @@
 // bandwidth). A reduce costs b gamma and a copy b / copy bandwidth on the
 // rank, one at a time per rank.
 //
-// Links are resources that carry one message's bytes at a time, in the
-// order the messages become ready: a message holds its sender's egress
-// (rank port or NIC) and its receiver's ingress for b beta, and arrives
-// alpha after its last byte left, so messages queued on a link stream back
-// to back while each still pays its latency (as on a real NIC, which has
-// many in flight). Serving one message at a time rather than sharing
-// bandwidth fairly finishes a set of messages at the same time (the link
-// moves the same bytes either way); for a chain of dependent messages each
-// costs alpha + b beta, what cost_model.hpp assumes, so the two can be
-// compared term by term. A send completes when its last byte has left, so
-// messages to one peer pipeline; the receive completes when the message has
-// arrived and the receive is posted (eager: it need not be posted first).
+// Links are resources that carry one message's bytes at a time: a message
+// holds its sender's egress (rank port or NIC) and its receiver's ingress
+// for b beta, in the earliest interval from when it is ready in which both
+// are free, and arrives alpha after its last byte left. So messages queued
+// on a link stream back to back while each still pays its latency (as on a
+// real NIC, which has many in flight), and a message waiting for a busy
+// receiver does not hold its sender's link idle: a later message to another
+// peer takes the gap, as a NIC serving many queue pairs would fill it.
+// Serving one message at a time rather than sharing bandwidth fairly
+// finishes a set of messages at the same time (the link moves the same
+// bytes either way); for a chain of dependent messages each costs
+// alpha + b beta, what cost_model.hpp assumes, so the two can be compared
+// term by term. A send completes when its last byte has left, so messages
+// to one peer pipeline; the receive completes when the message has arrived
+// and the receive is posted (eager: it need not be posted first).
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <queue>
+#include <utility>
 #include <vector>
 
 #include <tutti/algorithm/collective.hpp>
@@ -104,6 +109,54 @@ inline double bus_factor(algorithm::collective kind, int size) {
 
 namespace detail {
 
+// When one link is busy: disjoint intervals in time order, from the
+// earliest that may still matter on. Reservations never start before the
+// simulation's clock, so intervals that ended before it are dropped.
+class link_calendar {
+ public:
+  // The earliest start at or after `from` of a free interval of `length`.
+  [[nodiscard]] double fit(double from, double length) const {
+    double t = from;
+    for (std::size_t k = head_; k < busy_.size(); ++k) {
+      if (busy_[k].second <= t) continue;
+      if (busy_[k].first >= t + length) break;
+      t = busy_[k].second;
+    }
+    return t;
+  }
+
+  // Marks [begin, end) busy; it must be free. `now` is the clock.
+  void reserve(double begin, double end, double now) {
+    if (end <= begin) return;  // an empty message (a barrier's token) holds nothing
+    while (head_ < busy_.size() && busy_[head_].second < now) ++head_;
+    if (head_ > 64 && head_ * 2 > busy_.size()) {
+      busy_.erase(busy_.begin(), busy_.begin() + static_cast<std::ptrdiff_t>(head_));
+      head_ = 0;
+    }
+    auto it = std::lower_bound(busy_.begin() + static_cast<std::ptrdiff_t>(head_), busy_.end(), begin,
+                               [](const std::pair<double, double>& x, double t) { return x.first < t; });
+    // Merge with the neighbours it touches, so back-to-back messages stay
+    // one interval.
+    const bool joins_before =
+        it != busy_.begin() + static_cast<std::ptrdiff_t>(head_) && std::prev(it)->second == begin;
+    const bool joins_after = it != busy_.end() && it->first == end;
+    if (joins_before && joins_after) {
+      std::prev(it)->second = it->second;
+      busy_.erase(it);
+    } else if (joins_before) {
+      std::prev(it)->second = end;
+    } else if (joins_after) {
+      it->first = begin;
+    } else {
+      busy_.insert(it, {begin, end});
+    }
+  }
+
+ private:
+  std::vector<std::pair<double, double>> busy_;
+  std::size_t head_ = 0;
+};
+
 class timing_run {
  public:
   timing_run(const world& w, const topology::cluster* cluster, const timing_model& model)
@@ -125,11 +178,11 @@ class timing_run {
       }
     }
     const std::size_t hosts = cluster_ != nullptr ? static_cast<std::size_t>(cluster_->host_count()) : n;
-    nic_out_.assign(hosts * static_cast<std::size_t>(nics_), 0.0);
-    nic_in_.assign(nic_out_.size(), 0.0);
+    nic_out_.assign(hosts * static_cast<std::size_t>(nics_), {});
+    nic_in_.assign(nic_out_.size(), {});
     nic_bytes_.assign(nic_out_.size(), 0);
-    port_out_.assign(n, 0.0);
-    port_in_.assign(n, 0.0);
+    port_out_.assign(n, {});
+    port_in_.assign(n, {});
     compute_.assign(n, 0.0);
     ranks_.resize(n);
     for (std::size_t r = 0; r < n; ++r) {
@@ -206,13 +259,20 @@ class timing_run {
         const auto from = static_cast<std::size_t>(r);
         const auto to = static_cast<std::size_t>(o.peer);
         const bool local = cluster_ != nullptr && cluster_->same_host(r, o.peer);
-        double& out = local ? port_out_[from] : nic_out_[nic_of(r)];
-        double& in = local ? port_in_[to] : nic_in_[nic_of(o.peer)];
+        link_calendar& out = local ? port_out_[from] : nic_out_[nic_of(r)];
+        link_calendar& in = local ? port_in_[to] : nic_in_[nic_of(o.peer)];
         const link_class& link = local ? model_.intra : model_.nic;
-        const double begin = std::max({now, out, in});
-        out = begin + link.transfer_us(bytes);
-        in = out;
-        const double end = out + link.alpha_us;
+        const double length = link.transfer_us(bytes);
+        // The earliest time both ends are free for the whole message.
+        double begin = now;
+        for (double both = -1; both != begin;) {
+          both = begin;
+          begin = in.fit(out.fit(begin, length), length);
+        }
+        const double last_byte = begin + length;
+        out.reserve(begin, last_byte, now);
+        in.reserve(begin, last_byte, now);
+        const double end = last_byte + link.alpha_us;
         ++report_.messages;
         report_.bytes_sent += o.bytes;
         if (!local) {
@@ -231,7 +291,7 @@ class timing_run {
         // The send is done once its last byte has left: its buffer is free
         // again and the next message to that peer may follow, as on an RC
         // queue pair with many in flight; only the receiver waits for alpha.
-        finish(r, i, out);
+        finish(r, i, last_byte);
         break;
       }
       case algorithm::step_kind::recv: receive(r, i, now); break;
@@ -278,7 +338,8 @@ class timing_run {
   const topology::cluster* cluster_;
   timing_model model_;
   int nics_ = 1;
-  std::vector<double> nic_out_, nic_in_, port_out_, port_in_, compute_;
+  std::vector<link_calendar> nic_out_, nic_in_, port_out_, port_in_;
+  std::vector<double> compute_;
   std::vector<std::uint64_t> nic_bytes_;  // sent, per NIC
   std::vector<rank_state> ranks_;
   std::priority_queue<event, std::vector<event>, std::greater<>> events_;

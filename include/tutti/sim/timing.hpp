@@ -10,21 +10,22 @@
 // bandwidth). A reduce costs b gamma and a copy b / copy bandwidth on the
 // rank, one at a time per rank.
 //
-// Links are resources that carry one message's bytes at a time: a message
-// holds its sender's egress (rank port or NIC) and its receiver's ingress
-// for b beta, in the earliest interval from when it is ready in which both
-// are free, and arrives alpha after its last byte left. So messages queued
-// on a link stream back to back while each still pays its latency (as on a
-// real NIC, which has many in flight), and a message waiting for a busy
-// receiver does not hold its sender's link idle: a later message to another
-// peer takes the gap, as a NIC serving many queue pairs would fill it.
-// Serving one message at a time rather than sharing bandwidth fairly
-// finishes a set of messages at the same time (the link moves the same
-// bytes either way); for a chain of dependent messages each costs
-// alpha + b beta, what cost_model.hpp assumes, so the two can be compared
-// term by term. A send completes when its last byte has left, so messages
-// to one peer pipeline; the receive completes when the message has arrived
-// and the receive is posted (eager: it need not be posted first).
+// Links are resources that carry one packet (64 KiB) at a time: each
+// packet of a message holds its sender's egress (rank port or NIC) and its
+// receiver's ingress for its bytes' b beta, in the earliest interval, from
+// when the previous one ended, in which both are free; the message arrives
+// alpha after its last byte left. So messages queued on a link stream back
+// to back while each still pays its latency (as on a real NIC, which has
+// many in flight), a message waiting for a busy receiver does not hold its
+// sender's link idle (a message to another peer takes the gap, as a NIC
+// serving many queue pairs would fill it), and messages sharing a link
+// interleave. With a single busy-until time per link, any schedule with
+// several messages in flight per rank looked slower than it is. For a
+// chain of dependent messages each costs alpha + b beta, what
+// cost_model.hpp assumes, so the two can be compared term by term. A send
+// completes when its last byte has left, so messages to one peer pipeline;
+// the receive completes when the message has arrived and the receive is
+// posted (eager: it need not be posted first).
 #pragma once
 
 #include <algorithm>
@@ -159,6 +160,10 @@ class link_calendar {
 
 class timing_run {
  public:
+  // Links interleave messages in packets of this size (see above): large
+  // enough that a 256 MiB collective stays a few million reservations.
+  static constexpr std::uint32_t packet_bytes = 64 << 10;
+
   timing_run(const world& w, const topology::cluster* cluster, const timing_model& model)
       : w_(w), cluster_(cluster), model_(model) {}
 
@@ -262,16 +267,23 @@ class timing_run {
         link_calendar& out = local ? port_out_[from] : nic_out_[nic_of(r)];
         link_calendar& in = local ? port_in_[to] : nic_in_[nic_of(o.peer)];
         const link_class& link = local ? model_.intra : model_.nic;
-        const double length = link.transfer_us(bytes);
-        // The earliest time both ends are free for the whole message.
-        double begin = now;
-        for (double both = -1; both != begin;) {
-          both = begin;
-          begin = in.fit(out.fit(begin, length), length);
-        }
-        const double last_byte = begin + length;
-        out.reserve(begin, last_byte, now);
-        in.reserve(begin, last_byte, now);
+        // Packet by packet, each in the earliest interval from the last one
+        // on in which both ends are free.
+        double last_byte = now;
+        std::uint32_t left = o.bytes;
+        do {
+          const std::uint32_t packet = std::min(left, packet_bytes);
+          const double length = link.transfer_us(packet);
+          double begin = last_byte;
+          for (double both = -1; both != begin;) {
+            both = begin;
+            begin = in.fit(out.fit(begin, length), length);
+          }
+          last_byte = begin + length;
+          out.reserve(begin, last_byte, now);
+          in.reserve(begin, last_byte, now);
+          left -= packet;
+        } while (left != 0);
         const double end = last_byte + link.alpha_us;
         ++report_.messages;
         report_.bytes_sent += o.bytes;

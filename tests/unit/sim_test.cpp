@@ -179,6 +179,40 @@ TEST_CASE("different seeds prove the same schedules", "[sim][symbolic]") {
   }
 }
 
+TEST_CASE("segments prove what cells prove", "[sim][symbolic]") {
+  // Worlds beyond symbolic_options::most_cells keep their buffers as
+  // segments; a budget of 0 forces them here, for every algorithm of every
+  // collective, and for a broken schedule.
+  const ts::symbolic_options segments{.most_cells = 0};
+  for (const collective kind : all_kinds) {
+    for (const auto algorithm : ta::algorithms_for(kind)) {
+      for (const int size : {5, 8}) {
+        auto c = std::make_shared<const tutti::topology::cluster>(
+            tutti::topology::cluster::uniform(size, size % 2 == 0 ? 4 : 1));
+        const auto args_of = args_for(kind, size, c);
+        INFO(ta::to_string(kind) << " " << algorithm << " on " << size << " ranks");
+        const auto report = prove(algorithm, args_of, size, segments);
+        INFO(report.problems);
+        REQUIRE(report.proven);
+      }
+    }
+  }
+  const auto base = base_args(collective::all_gather, 2, 3);
+  for (const std::uint64_t most_cells : {std::uint64_t{0}, ts::symbolic_options{}.most_cells}) {
+    auto w = hand_built(2, base, [](ta::schedule_builder& b, int r) {
+      const int peer = 1 - r;
+      b.send(peer, {buffer::input, 0}, 3);
+      b.recv(peer, {buffer::output, uz(r) * 3}, 3);
+      b.copy({buffer::output, uz(peer) * 3}, {buffer::input, 0}, 3);
+    });
+    const auto report = ts::prove(w, base, {.most_cells = most_cells});
+    INFO("most_cells " << most_cells);
+    REQUIRE_FALSE(report.proven);
+    CHECK_THAT(report.problems,
+               Catch::Contains("wrong result: rank 0 output bytes [0, 3) hold {1} from their byte 0, expected {0}"));
+  }
+}
+
 namespace {
 
 // `kind` at `size` ranks, `per_host` to a host (0: no cluster view), every

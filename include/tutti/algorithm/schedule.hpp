@@ -19,13 +19,16 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <iterator>
 #include <map>
+#include <memory_resource>
 #include <optional>
 #include <span>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <tutti/error.hpp>
@@ -136,7 +139,10 @@ class schedule_builder {
     std::uint32_t step;
     bool writes;
   };
-  using access_map = std::multimap<std::size_t, access>;
+  // Nodes come from the builder's own pool: a ring schedule at 4096 ranks
+  // records and drops tens of thousands of accesses, a malloc and a free
+  // each otherwise.
+  using access_map = std::pmr::multimap<std::size_t, access>;
 
   // The live accesses of one buffer, by length class: class k holds lengths
   // in [2^k, 2^(k+1)), so an access of class k overlapping [b, e) starts
@@ -147,8 +153,16 @@ class schedule_builder {
   // access lived on (the double binary tree's whole-vector copy).
   static constexpr int length_classes = 64;
   struct buffer_accesses {
+    explicit buffer_accesses(std::pmr::memory_resource* pool)
+        : by_class(maps_on(pool, std::make_index_sequence<length_classes>())) {}
     std::array<access_map, length_classes> by_class;
     std::uint64_t used = 0;  // bit k: class k may be non-empty
+
+   private:
+    template <std::size_t... K>
+    static std::array<access_map, sizeof...(K)> maps_on(std::pmr::memory_resource* pool, std::index_sequence<K...>) {
+      return {((void)K, access_map(pool))...};
+    }
   };
 
   // A conflicting access found by depend_on, for sorting.
@@ -186,8 +200,8 @@ class schedule_builder {
         const region written = tracked(s.dst);
         buffer_accesses& live = accesses_of(written.where);
         const std::size_t end = written.offset + s.bytes;
-        for (int k = 0; k < length_classes; ++k) {
-          if ((live.used >> k & 1U) == 0) continue;
+        for (std::uint64_t classes = live.used; classes != 0; classes &= classes - 1) {
+          const int k = std::countr_zero(classes);
           access_map& m = live.by_class[static_cast<std::size_t>(k)];
           for (auto it = m.lower_bound(written.offset); it != m.end() && it->first < end;) {
             it = it->second.end <= end && it->second.step != index ? m.erase(it) : std::next(it);
@@ -222,8 +236,8 @@ class schedule_builder {
     const std::size_t end = r.offset + bytes;
     found_.clear();
     int classes = 0;
-    for (int k = 0; k < length_classes; ++k) {
-      if ((live.used >> k & 1U) == 0) continue;
+    for (std::uint64_t used = live.used; used != 0; used &= used - 1) {
+      const int k = std::countr_zero(used);
       const access_map& m = live.by_class[static_cast<std::size_t>(k)];
       const std::size_t reach = std::size_t{2} << k;  // longer than any access of the class
       const std::size_t from = r.offset > reach ? r.offset - reach : 0;
@@ -257,8 +271,10 @@ class schedule_builder {
   std::vector<step> steps_;
   std::vector<std::uint32_t> dependencies_;
   std::optional<std::size_t> input_alias_;
-  std::array<buffer_accesses, 3> accesses_;  // input, output, scratch
-  std::vector<found_access> found_;          // depend_on's, kept for its capacity
+  std::pmr::unsynchronized_pool_resource pool_;  // before the maps that use it
+  std::array<buffer_accesses, 3> accesses_{buffer_accesses(&pool_), buffer_accesses(&pool_),
+                                           buffer_accesses(&pool_)};  // input, output, scratch
+  std::vector<found_access> found_;                                   // depend_on's, kept for its capacity
   std::uint64_t next_order_ = 0;
   std::vector<std::uint32_t> fenced_;  // steps between the last two fences
   std::size_t fence_begin_ = 0;        // first step after the last fence

@@ -11,8 +11,14 @@
 // The segments live in a map whose nodes come from a pool shared by every
 // buffer of a world: a 4096-rank ring holds one segment per block on every
 // rank mid-run (16M of them), and a node per malloc was a third of the run.
+//
+// When a world's buffers are small, cell_map keeps the same contents as one
+// cell per `granule` bytes instead (every step of the world reads and writes
+// whole cells): a lookup is an index, not a walk down a tree of thousands of
+// segments, which at 4096 ranks waited on memory for most of each step.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <iterator>
@@ -21,6 +27,7 @@
 #include <span>
 #include <vector>
 
+#include <tutti/error.hpp>
 #include <tutti/sim/rank_sets.hpp>
 
 namespace tutti::sim {
@@ -149,6 +156,70 @@ class segment_map {
   }
 
   map_type segments_;
+};
+
+// The same contents, one cell per `granule` bytes: for buffers every access
+// to which starts and ends on a cell boundary (see symbolic.hpp).
+class cell_map {
+ public:
+  cell_map(std::uint64_t bytes, std::uint64_t granule) : granule_(granule), cells_(bytes / granule) {}
+
+  void read(std::uint64_t begin, std::uint64_t length, std::vector<piece>& out) const {
+    const std::uint64_t end = begin + length;
+    const std::uint64_t covered = cells_.size() * granule_;
+    for (std::uint64_t at = begin; at < end;) {
+      if (at >= covered) {
+        append(out, {end - at, rank_sets::empty, 0});
+        break;
+      }
+      const cell& c = cells_[at / granule_];
+      const std::uint64_t within = at % granule_;
+      const std::uint64_t take = std::min(granule_ - within, end - at);
+      append(out, {take, c.set, c.set == rank_sets::empty ? 0 : c.source + within});
+      at += take;
+    }
+  }
+
+  void write(std::uint64_t begin, std::span<const piece> pieces) {
+    std::uint64_t at = begin;
+    for (const piece& p : pieces) {
+      if (at % granule_ != 0 || p.length % granule_ != 0) {
+        tutti::detail::fail(errc::internal, "sim: a write of bytes [", at, ", ", at + p.length,
+                            ") is not whole cells of ", granule_, " bytes");
+      }
+      cell* c = &cells_[at / granule_];
+      for (std::uint64_t k = 0; k < p.length; k += granule_, ++c) {
+        *c = {p.set, p.set == rank_sets::empty ? 0 : p.source + k};
+      }
+      at += p.length;
+    }
+  }
+
+  void fill(std::uint64_t begin, std::uint64_t length, set_id set, std::uint64_t source) {
+    const piece p{length, set, source};
+    write(begin, std::span<const piece>(&p, 1));
+  }
+
+ private:
+  struct cell {
+    set_id set = rank_sets::empty;
+    std::uint64_t source = 0;
+  };
+
+  // Appends `p`, extending the last piece when `p` continues it.
+  static void append(std::vector<piece>& out, const piece& p) {
+    if (!out.empty()) {
+      piece& last = out.back();
+      if (last.set == p.set && (p.set == rank_sets::empty || last.source + last.length == p.source)) {
+        last.length += p.length;
+        return;
+      }
+    }
+    out.push_back(p);
+  }
+
+  std::uint64_t granule_;
+  std::vector<cell> cells_;
 };
 
 }  // namespace tutti::sim

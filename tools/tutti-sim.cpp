@@ -5,9 +5,10 @@
 //   tutti-sim --collective all_reduce --ranks 4096 --ranks-per-host 8 --bytes 256M --algo auto
 //
 // --algo all prints one line per algorithm. The proof runs on a reduced
-// count (a few elements per rank's block, see sim::proof_count): a
-// schedule's structure does not depend on payload scale beyond chunking, and
-// the line says which count it used. --bytes is what nccl-tests calls the
+// count (a few elements per rank's block, see sim::proof_count) of larger
+// elements, each standing for as many real ones as it takes to keep the
+// bytes: so a schedule decides chunks, slices and rounds as it does for
+// the real size, and the line says how many elements of what size it used. --bytes is what nccl-tests calls the
 // size: the vector of all_reduce, reduce and broadcast, the whole output of
 // all_gather and gather, the whole input of reduce_scatter, scatter and
 // all_to_all.
@@ -303,21 +304,21 @@ int main(int argc, char** argv) {
       std::string proof = "-";
       if (o.symbolic) {
         const std::size_t proof_count = ts::proof_count(count, o.ranks, o.proof_elements);
-        // Chunks scaled like the count, so that blocks keep the number of
-        // chunks of the real run (as far as they have elements for them).
-        std::size_t proof_chunk = 0;
-        if (c.chunk_bytes != 0 && count != 0) {
-          const double scaled =
-              static_cast<double>(c.chunk_bytes) * static_cast<double>(proof_count) / static_cast<double>(count);
-          proof_chunk = std::max<std::size_t>(1, static_cast<std::size_t>(scaled) / o.dtype_bytes) * o.dtype_bytes;
-        }
+        // Each proof element stands for count / proof_count real ones, so
+        // blocks, chunks and whatever else a schedule decides by bytes
+        // (slices, split rounds, doubling windows) come out as in the real
+        // run, as far as a block has elements for them; proofs cost per
+        // element, whatever its size.
+        options bundled = o;
+        bundled.dtype_bytes = o.dtype_bytes * std::max<std::size_t>(1, proof_count != 0 ? count / proof_count : 1);
         const ts::detail::args_function args_of = [&](int r) {
-          return args_at(o, proof_count, proof_chunk, cluster, r);
+          return args_at(bundled, proof_count, c.chunk_bytes, cluster, r);
         };
         ts::world w = ts::build_world(c.name, args_of, o.ranks);
         const auto report = ts::prove(w, args_of, {.seed = o.seed});
         all_proven = all_proven && report.proven;
-        proof = (report.proven ? "proven" : "FAILED") + std::string(" (count ") + std::to_string(proof_count) + ")";
+        proof = (report.proven ? "proven" : "FAILED") + std::string(" (") + std::to_string(proof_count) + " x " +
+                human(static_cast<double>(bundled.dtype_bytes)) + ")";
         if (!report.proven) std::fprintf(stderr, "%s: %s", c.name.c_str(), report.problems.c_str());
       }
       if (o.timing) {

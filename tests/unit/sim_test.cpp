@@ -10,6 +10,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <cstddef>
@@ -217,12 +218,17 @@ namespace {
 
 // `kind` at `size` ranks, `per_host` to a host (0: no cluster view), every
 // algorithm, two elements per rank's block and the rings unchunked; returns
-// the seconds it took.
+// the seconds it took. An all_reduce element is 16 KiB, so that what
+// algorithms decide by bytes (slices, split rounds, Rabenseifner's
+// doubling window) takes the shape of a vector of 2 x 16 KiB per rank
+// rather than of a few bytes; cells (symbolic.hpp) are per element, so
+// this costs no memory.
 double prove_every_algorithm(collective kind, int size, int per_host) {
   const auto start = std::chrono::steady_clock::now();
   for (const auto algorithm : ta::algorithms_for(kind)) {
     const bool per_rank = kind != collective::all_reduce && kind != collective::reduce && kind != collective::broadcast;
-    ta::collective_args base = base_args(kind, size, per_rank ? 2 : ts::proof_count(std::size_t{1} << 30, size, 2));
+    ta::collective_args base = base_args(kind, size, per_rank ? 2 : ts::proof_count(std::size_t{1} << 30, size, 2),
+                                         kind == collective::all_reduce ? std::size_t{16} << 10 : 1);
     base.chunk_bytes = std::size_t{1} << 20;
     base.root = size / 3;
     if (per_host > 0) {
@@ -295,6 +301,40 @@ TEST_CASE("long halving and doubling windows go in two messages and are still pr
                                        [](const ta::step& st) { return st.kind == ta::step_kind::send; });
       const int unsplit = whole_vector ? 2 * rounds : rounds;
       CHECK(sends > unsplit);
+    }
+  }
+}
+
+TEST_CASE("Rabenseifner hands short windows to recursive doubling and is still proven", "[sim][symbolic]") {
+  // 8 active ranks (13 folds 5 of them in): vectors whose windows of 2, 4 and
+  // 8 blocks average at most doubling_window_bytes stop halving there.
+  struct shape {
+    std::size_t bytes;
+    int window;
+  };
+  for (const auto& [bytes, window] : {shape{100 << 10, 2}, shape{50 << 10, 4}, shape{20 << 10, 8}, shape{1 << 20, 1}}) {
+    REQUIRE(ta::detail::doubling_window(bytes, 8) == window);
+    for (const int n : {8, 13}) {
+      const ts::detail::args_function args_of = [&](int rank) {
+        ta::collective_args a = base_args(collective::all_reduce, n, bytes / 4 + 3, 4);
+        a.rank = rank;
+        return a;
+      };
+      INFO(bytes << " bytes on " << n << " ranks, window " << window);
+      const auto report = prove("rabenseifner", args_of, n);
+      INFO(report.problems);
+      CHECK(report.proven);
+      const auto in_place = prove("rabenseifner", args_of, n, {.seed = 3, .in_place = true});
+      INFO(in_place.problems);
+      CHECK(in_place.proven);
+      // The last rank is never folded away: log2(8 / window) halving and
+      // as many doubling rounds, log2(window) rounds on the whole window.
+      const ta::schedule s = ta::build("rabenseifner", args_of(n - 1));
+      const auto sends = std::count_if(s.steps.begin(), s.steps.end(),
+                                       [](const ta::step& st) { return st.kind == ta::step_kind::send; });
+      const int merged = std::countr_zero(static_cast<unsigned>(window));
+      const int split = bytes >= (std::size_t{1} << 20) ? 4 : 0;  // 1 MiB: the first two rounds each way split
+      CHECK(sends == 2 * (3 - merged) + merged + split);
     }
   }
 }
@@ -560,12 +600,19 @@ TEST_CASE("predicted all_reduce times match the textbook formulas", "[sim][timin
         const double sim = simulated(algorithm, n, bytes, c);
         const double formula = textbook(algorithm, n, static_cast<double>(bytes), c);
         INFO(algorithm << " n=" << n << " bytes=" << bytes << ": sim " << sim << " us, formula " << formula << " us");
-        // Rabenseifner sends a window whose halves reach round_split_bytes
+        // Rabenseifner hands windows below doubling_window_bytes to
+        // recursive doubling, so a vector that short is recursive doubling
+        // outright. It sends a window whose halves reach round_split_bytes
         // as two messages, so its next round overlaps the rest of this one:
         // then it beats the textbook's rounds one after another, but never
         // the time its bytes take on the link.
+        const bool doubling = algorithm == "rabenseifner" && ta::detail::doubling_window(bytes, n) == n;
         const bool split = algorithm == "rabenseifner" && bytes / 4 >= ta::detail::round_split_bytes;
-        if (split) {
+        if (doubling) {
+          const double rd = textbook("recursive_doubling", n, static_cast<double>(bytes), c);
+          INFO("recursive doubling formula " << rd << " us");
+          CHECK(std::abs(sim - rd) <= 0.1 * rd);
+        } else if (split) {
           const double nn = n;
           CHECK(sim <= 1.1 * formula);
           CHECK(sim >= 2 * (nn - 1) / nn * static_cast<double>(bytes) * c.beta);

@@ -147,8 +147,10 @@ inline schedule rabenseifner(const collective_args& a) {
   }
   const int vrank = f.virtual_rank(r);
   const auto offsets = even_offsets(a.count, f.active);
-  halving_reduce_scatter(b, f, vrank, sum.current(), out, offsets, es);
-  doubling_all_gather(b, f, vrank, at(out, offsets[uz(vrank)] * es), out, offsets, es);
+  const int window = doubling_window(bytes, f.active);
+  halving_reduce_scatter(b, f, vrank, sum.current(), out, offsets, es, window);
+  doubling_window_all_reduce(b, f, vrank, window < f.active ? out : sum.current(), out, offsets, es, window);
+  doubling_all_gather(b, f, vrank, at(out, offsets[uz(vrank)] * es), out, offsets, es, window);
   if (f.absorbs(r)) b.send(r - 1, out, bytes);
   return std::move(b).finish();
 }

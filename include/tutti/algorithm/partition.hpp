@@ -330,9 +330,11 @@ inline window_parts split_window(int lo, int blocks, int lead, std::span<const s
 // ring_reduce_scatter). Each round keeps the half of the current window this
 // rank's bit selects and hands the other half to the partner, so bytes sent
 // halve every round. Long windows go in two parts (see round_split_bytes),
-// first the half the receiver hands on next.
+// first the half the receiver hands on next. With `window` > 1 it stops
+// when this rank's window has that many blocks (a power of two), holding
+// their sum over the ranks that differ from it in the higher bits.
 inline void halving_reduce_scatter(schedule_builder& b, const fold& f, int vrank, region own, region work,
-                                   std::span<const std::size_t> offsets, std::size_t element_size) {
+                                   std::span<const std::size_t> offsets, std::size_t element_size, int window = 1) {
   const auto bytes = [&](int from, int to) { return (offsets[uz(to)] - offsets[uz(from)]) * element_size; };
   // Rounds receive into two staging areas in turn, so a round's receives
   // need not wait for the previous round's reductions. Every later round
@@ -347,7 +349,7 @@ inline void halving_reduce_scatter(schedule_builder& b, const fold& f, int vrank
   const region staging[2] = {b.allocate_scratch(largest[0]), b.allocate_scratch(largest[1])};
   int lo = 0;
   region source = own;
-  for (int mask = active / 2, round = 0; mask >= 1; mask /= 2, ++round) {
+  for (int mask = active / 2, round = 0; mask >= window; mask /= 2, ++round) {
     const int partner = f.real_rank(vrank ^ mask);
     const bool keep_low = (vrank & mask) == 0;
     const int keep_lo = keep_low ? lo : lo + mask;
@@ -356,9 +358,10 @@ inline void halving_reduce_scatter(schedule_builder& b, const fold& f, int vrank
     // each hand on the half of what they keep now that their bit does not
     // select.
     const int next = mask / 2;
-    const auto parts_of = [&](int window) {
-      const int lead = (vrank & next) == 0 ? window + next : window;
-      return split_window(window, mask, lead, offsets, element_size);
+    const auto parts_of = [&](int first) {
+      if (next < window) return window_parts{first, first + mask, first + mask, first + mask};  // no next halving
+      const int lead = (vrank & next) == 0 ? first + next : first;
+      return split_window(first, mask, lead, offsets, element_size);
     };
     const window_parts give = parts_of(give_lo);
     send_some(b, partner, at(source, offsets[uz(give.first_lo)] * element_size), bytes(give.first_lo, give.first_hi));
@@ -389,8 +392,10 @@ inline void halving_reduce_scatter(schedule_builder& b, const fold& f, int vrank
 // side has, doubling it. A long window goes in two parts (see
 // round_split_bytes), first the half its sender already had before the
 // last round: that half is ready while the last round's is still arriving.
+// With `window` > 1 this rank starts with the whole aligned window of that
+// many blocks around its own in `work` and the first round swaps it.
 inline void doubling_all_gather(schedule_builder& b, const fold& f, int vrank, region own, region work,
-                                std::span<const std::size_t> offsets, std::size_t element_size) {
+                                std::span<const std::size_t> offsets, std::size_t element_size, int window = 1) {
   const auto bytes = [&](int from, int to) { return (offsets[uz(to)] - offsets[uz(from)]) * element_size; };
   const region own_block = at(work, offsets[uz(vrank)] * element_size);
   const std::size_t own_bytes = bytes(vrank, vrank + 1);
@@ -400,7 +405,7 @@ inline void doubling_all_gather(schedule_builder& b, const fold& f, int vrank, r
     const int half = std::max(mask / 2, 1);
     return split_window(v & ~(mask - 1), mask, v & ~(half - 1), offsets, element_size);
   };
-  for (int mask = 1; mask < f.active; mask *= 2) {
+  for (int mask = window; mask < f.active; mask *= 2) {
     const int partner_v = vrank ^ mask;
     const int partner = f.real_rank(partner_v);
     const window_parts mine = parts_of(vrank, mask);
@@ -417,6 +422,43 @@ inline void doubling_all_gather(schedule_builder& b, const fold& f, int vrank, r
     if (mask == 1) b.copy(own_block, own, own_bytes);
   }
   if (f.active == 1) b.copy(own_block, own, own_bytes);  // no rounds
+}
+
+// Halving rounds whose windows are this short are bound by latency, not
+// bandwidth: below it, Rabenseifner hands its window to recursive doubling
+// (doubling_window_all_reduce), one round per level instead of two, for a
+// few more bytes than the halving and doubling rounds would have sent.
+inline constexpr std::size_t doubling_window_bytes = std::size_t{32} << 10;
+
+// The window, in blocks of `bytes` / `active`, at which Rabenseifner stops
+// halving: the largest power of two whose windows average at most
+// doubling_window_bytes (every rank derives the same one).
+inline int doubling_window(std::size_t bytes, int active) {
+  int window = 1;
+  while (window < active && bytes / uz(active) * uz(2 * window) <= doubling_window_bytes) window *= 2;
+  return window;
+}
+
+// Recursive doubling all-reduce of this rank's aligned window of `window`
+// blocks among the `window` ranks that share it (those that differ from it
+// only in the lower bits): each round swaps the whole window with a partner
+// and adds it in. `source` holds this rank's partial sums of the window
+// (`work` once halving rounds ran, else this rank's own contribution); the
+// result is in `work`.
+inline void doubling_window_all_reduce(schedule_builder& b, const fold& f, int vrank, region source, region work,
+                                       std::span<const std::size_t> offsets, std::size_t element_size, int window) {
+  if (window == 1) return;
+  const int lo = vrank & ~(window - 1);
+  const std::size_t first = offsets[uz(lo)] * element_size;
+  const std::size_t bytes = (offsets[uz(lo + window)] - offsets[uz(lo)]) * element_size;
+  const region staging = b.allocate_scratch(bytes);
+  for (int mask = 1; mask < window; mask *= 2) {
+    const int partner = f.real_rank(vrank ^ mask);
+    send_some(b, partner, at(source, first), bytes);
+    recv_some(b, partner, staging, bytes);
+    b.reduce(at(work, first), at(source, first), staging, bytes);
+    source = work;
+  }
 }
 
 }  // namespace tutti::algorithm::detail

@@ -187,7 +187,7 @@ class cell_map {
         tutti::detail::fail(errc::internal, "sim: a write of bytes [", at, ", ", at + p.length,
                             ") is not whole cells of ", granule_, " bytes");
       }
-      cell* c = &cells_[at / granule_];
+      cell* c = cells_.data() + at / granule_;
       for (std::uint64_t k = 0; k < p.length; k += granule_, ++c) {
         *c = {p.set, p.set == rank_sets::empty ? 0 : p.source + k};
       }

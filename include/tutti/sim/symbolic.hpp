@@ -30,6 +30,7 @@
 #include <functional>
 #include <memory_resource>
 #include <numeric>
+#include <span>
 #include <sstream>
 #include <string>
 #include <type_traits>
@@ -86,6 +87,45 @@ inline std::uint64_t world_granule(const world& w, std::uint64_t* cells) {
   *cells = 0;
   for (const program& p : w.ranks) *cells += (p.input_bytes + p.output_bytes + p.scratch_bytes) / g;
   return g;
+}
+
+// Walks two lists of pieces side by side, from byte 0 of each, in stretches
+// where neither changes: visit(x, y, at, length) gets the two pieces cut to
+// the stretch (source advanced to it) and its offset, and returns false to
+// stop. Empty pieces are skipped. Returns whether it walked to the end.
+template <class Visit>
+bool walk_together(std::span<const piece> xs, std::span<const piece> ys, Visit visit) {
+  std::size_t i = 0;
+  std::size_t j = 0;
+  std::uint64_t used_x = 0;
+  std::uint64_t used_y = 0;
+  std::uint64_t at = 0;
+  while (i < xs.size() && j < ys.size()) {
+    if (xs[i].length == 0) {
+      ++i;
+      continue;
+    }
+    if (ys[j].length == 0) {
+      ++j;
+      continue;
+    }
+    const std::uint64_t length = std::min(xs[i].length - used_x, ys[j].length - used_y);
+    const piece x{length, xs[i].set, xs[i].source + used_x};
+    const piece y{length, ys[j].set, ys[j].source + used_y};
+    if (!visit(x, y, at, length)) return false;
+    at += length;
+    used_x += length;
+    used_y += length;
+    if (used_x == xs[i].length) {
+      ++i;
+      used_x = 0;
+    }
+    if (used_y == ys[j].length) {
+      ++j;
+      used_y = 0;
+    }
+  }
+  return true;
 }
 
 // Buffer is segment_map or cell_map (segments.hpp).
@@ -373,46 +413,26 @@ class symbolic_run {
     const op& o = rank_program(r).ops[i];
     std::vector<piece>& out = operand_[2];
     out.clear();
-    std::size_t a = 0;
-    std::size_t b = 0;
-    std::uint64_t used_a = 0;
-    std::uint64_t used_b = 0;
-    std::uint64_t at = 0;
-    while (a < operand_[0].size() && b < operand_[1].size()) {
-      const piece& left = operand_[0][a];
-      const piece& right = operand_[1][b];
-      const std::uint64_t length = std::min(left.length - used_a, right.length - used_b);
-      const std::uint64_t left_source = left.source + used_a;
-      const std::uint64_t right_source = right.source + used_b;
-      if (left_source != right_source) {
-        problem() << "misplaced operands: " << describe(r, i) << " at its byte " << at << " combines "
-                  << algorithm::to_string(o.lhs_buf) << " byte " << o.lhs + at << " (byte " << left_source << " of "
-                  << sets_.describe(left.set) << ") with " << algorithm::to_string(o.src_buf) << " byte " << o.src + at
-                  << " (byte " << right_source << " of " << sets_.describe(right.set) << ")\n";
-        return false;
-      }
-      const set_id joined = sets_.unite(left.set, right.set);
-      if (joined == rank_sets::overlap) {
-        problem() << "double contribution: " << describe(r, i) << " combines " << sets_.describe(left.set) << " ("
-                  << algorithm::to_string(o.lhs_buf) << " byte " << o.lhs + at << ") with " << sets_.describe(right.set)
-                  << " (" << algorithm::to_string(o.src_buf) << " byte " << o.src + at
-                  << "): they share ranks, whose data would be counted twice\n";
-        return false;
-      }
-      out.push_back({length, joined, left_source});
-      at += length;
-      used_a += length;
-      used_b += length;
-      if (used_a == left.length) {
-        ++a;
-        used_a = 0;
-      }
-      if (used_b == right.length) {
-        ++b;
-        used_b = 0;
-      }
-    }
-    return true;
+    return walk_together(
+        operand_[0], operand_[1], [&](const piece& left, const piece& right, std::uint64_t at, std::uint64_t length) {
+          if (left.source != right.source) {
+            problem() << "misplaced operands: " << describe(r, i) << " at its byte " << at << " combines "
+                      << algorithm::to_string(o.lhs_buf) << " byte " << o.lhs + at << " (byte " << left.source << " of "
+                      << sets_.describe(left.set) << ") with " << algorithm::to_string(o.src_buf) << " byte "
+                      << o.src + at << " (byte " << right.source << " of " << sets_.describe(right.set) << ")\n";
+            return false;
+          }
+          const set_id joined = sets_.unite(left.set, right.set);
+          if (joined == rank_sets::overlap) {
+            problem() << "double contribution: " << describe(r, i) << " combines " << sets_.describe(left.set) << " ("
+                      << algorithm::to_string(o.lhs_buf) << " byte " << o.lhs + at << ") with "
+                      << sets_.describe(right.set) << " (" << algorithm::to_string(o.src_buf) << " byte " << o.src + at
+                      << "): they share ranks, whose data would be counted twice\n";
+            return false;
+          }
+          out.push_back({length, joined, left.source});
+          return true;
+        });
   }
 
   void report_leftovers() {
@@ -514,43 +534,18 @@ class symbolic_run {
       for (const piece& p : want) total += p.length;
       got.clear();
       ranks_[ix(r)].buffers[static_cast<int>(algorithm::buffer::output)].read(0, total, got);
-      std::size_t g = 0;
-      std::size_t e = 0;
-      std::uint64_t used_g = 0;
-      std::uint64_t used_e = 0;
-      std::uint64_t at = 0;
-      while (g < got.size() && e < want.size()) {
-        if (want[e].length == 0) {
-          ++e;
-          continue;
+      walk_together(got, want, [&](const piece& have, const piece& need, std::uint64_t at, std::uint64_t length) {
+        if (have.set == need.set && (have.set == rank_sets::empty || have.source == need.source)) return true;
+        problem() << "wrong result: rank " << r << " output bytes [" << at << ", " << at + length << ") hold ";
+        if (have.set == rank_sets::empty) {
+          problems_ << "nothing (never written)";
+        } else {
+          problems_ << sets_.describe(have.set) << " from their byte " << have.source;
         }
-        const piece& have = got[g];
-        const piece& need = want[e];
-        const std::uint64_t length = std::min(have.length - used_g, need.length - used_e);
-        const bool same_source = have.source + used_g == need.source + used_e;
-        if (have.set != need.set || (have.set != rank_sets::empty && !same_source)) {
-          problem() << "wrong result: rank " << r << " output bytes [" << at << ", " << at + length << ") hold ";
-          if (have.set == rank_sets::empty) {
-            problems_ << "nothing (never written)";
-          } else {
-            problems_ << sets_.describe(have.set) << " from their byte " << have.source + used_g;
-          }
-          problems_ << ", expected " << sets_.describe(need.set) << " from their byte " << need.source + used_e << "\n";
-          ++wrong;
-          break;
-        }
-        at += length;
-        used_g += length;
-        used_e += length;
-        if (used_g == have.length) {
-          ++g;
-          used_g = 0;
-        }
-        if (used_e == need.length) {
-          ++e;
-          used_e = 0;
-        }
-      }
+        problems_ << ", expected " << sets_.describe(need.set) << " from their byte " << need.source << "\n";
+        ++wrong;
+        return false;
+      });
     }
     if (track_knowledge_) {
       std::vector<set_id> heard(ix(n), rank_sets::empty);

@@ -90,9 +90,9 @@ inline std::uint64_t world_granule(const world& w, std::uint64_t* cells) {
 }
 
 // Walks two lists of pieces side by side, from byte 0 of each, in stretches
-// where neither changes: visit(x, y, at, length) gets the two pieces cut to
-// the stretch (source advanced to it) and its offset, and returns false to
-// stop. Empty pieces are skipped. Returns whether it walked to the end.
+// where neither changes: visit(x, y, at) gets the two pieces cut to the
+// stretch (length and source) and its offset, and returns false to stop. Empty pieces are skipped. Returns whether it
+// walked to the end.
 template <class Visit>
 bool walk_together(std::span<const piece> xs, std::span<const piece> ys, Visit visit) {
   std::size_t i = 0;
@@ -112,7 +112,7 @@ bool walk_together(std::span<const piece> xs, std::span<const piece> ys, Visit v
     const std::uint64_t length = std::min(xs[i].length - used_x, ys[j].length - used_y);
     const piece x{length, xs[i].set, xs[i].source + used_x};
     const piece y{length, ys[j].set, ys[j].source + used_y};
-    if (!visit(x, y, at, length)) return false;
+    if (!visit(x, y, at)) return false;
     at += length;
     used_x += length;
     used_y += length;
@@ -150,8 +150,9 @@ class symbolic_run {
     ranks_.reserve(count);
     for (int r = 0; r < n; ++r) {
       const program& p = rank_program(r);
-      ranks_.emplace_back(make_buffer(p.input_bytes), make_buffer(p.output_bytes), make_buffer(p.scratch_bytes),
-                          p.in_peers.size());
+      // In place, the input is the output (resolve): no buffer of its own.
+      ranks_.emplace_back(make_buffer(options_.in_place ? 0 : p.input_bytes), make_buffer(p.output_bytes),
+                          make_buffer(p.scratch_bytes), p.in_peers.size());
     }
     for (int r = 0; r < n; ++r) initialise(r);
     ready_.resize(count);
@@ -413,26 +414,25 @@ class symbolic_run {
     const op& o = rank_program(r).ops[i];
     std::vector<piece>& out = operand_[2];
     out.clear();
-    return walk_together(
-        operand_[0], operand_[1], [&](const piece& left, const piece& right, std::uint64_t at, std::uint64_t length) {
-          if (left.source != right.source) {
-            problem() << "misplaced operands: " << describe(r, i) << " at its byte " << at << " combines "
-                      << algorithm::to_string(o.lhs_buf) << " byte " << o.lhs + at << " (byte " << left.source << " of "
-                      << sets_.describe(left.set) << ") with " << algorithm::to_string(o.src_buf) << " byte "
-                      << o.src + at << " (byte " << right.source << " of " << sets_.describe(right.set) << ")\n";
-            return false;
-          }
-          const set_id joined = sets_.unite(left.set, right.set);
-          if (joined == rank_sets::overlap) {
-            problem() << "double contribution: " << describe(r, i) << " combines " << sets_.describe(left.set) << " ("
-                      << algorithm::to_string(o.lhs_buf) << " byte " << o.lhs + at << ") with "
-                      << sets_.describe(right.set) << " (" << algorithm::to_string(o.src_buf) << " byte " << o.src + at
-                      << "): they share ranks, whose data would be counted twice\n";
-            return false;
-          }
-          out.push_back({length, joined, left.source});
-          return true;
-        });
+    return walk_together(operand_[0], operand_[1], [&](const piece& left, const piece& right, std::uint64_t at) {
+      if (left.source != right.source) {
+        problem() << "misplaced operands: " << describe(r, i) << " at its byte " << at << " combines "
+                  << algorithm::to_string(o.lhs_buf) << " byte " << o.lhs + at << " (byte " << left.source << " of "
+                  << sets_.describe(left.set) << ") with " << algorithm::to_string(o.src_buf) << " byte " << o.src + at
+                  << " (byte " << right.source << " of " << sets_.describe(right.set) << ")\n";
+        return false;
+      }
+      const set_id joined = sets_.unite(left.set, right.set);
+      if (joined == rank_sets::overlap) {
+        problem() << "double contribution: " << describe(r, i) << " combines " << sets_.describe(left.set) << " ("
+                  << algorithm::to_string(o.lhs_buf) << " byte " << o.lhs + at << ") with " << sets_.describe(right.set)
+                  << " (" << algorithm::to_string(o.src_buf) << " byte " << o.src + at
+                  << "): they share ranks, whose data would be counted twice\n";
+        return false;
+      }
+      out.push_back({left.length, joined, left.source});
+      return true;
+    });
   }
 
   void report_leftovers() {
@@ -534,9 +534,9 @@ class symbolic_run {
       for (const piece& p : want) total += p.length;
       got.clear();
       ranks_[ix(r)].buffers[static_cast<int>(algorithm::buffer::output)].read(0, total, got);
-      walk_together(got, want, [&](const piece& have, const piece& need, std::uint64_t at, std::uint64_t length) {
+      walk_together(got, want, [&](const piece& have, const piece& need, std::uint64_t at) {
         if (have.set == need.set && (have.set == rank_sets::empty || have.source == need.source)) return true;
-        problem() << "wrong result: rank " << r << " output bytes [" << at << ", " << at + length << ") hold ";
+        problem() << "wrong result: rank " << r << " output bytes [" << at << ", " << at + have.length << ") hold ";
         if (have.set == rank_sets::empty) {
           problems_ << "nothing (never written)";
         } else {

@@ -17,13 +17,9 @@
 // sequential program it is, and is still correct when run concurrently.
 #pragma once
 
-#include <algorithm>
 #include <array>
-#include <bit>
 #include <cstddef>
 #include <cstdint>
-#include <iterator>
-#include <map>
 #include <memory_resource>
 #include <optional>
 #include <span>
@@ -31,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include <tutti/algorithm/access_log.hpp>
 #include <tutti/error.hpp>
 
 namespace tutti::algorithm {
@@ -130,135 +127,33 @@ class schedule_builder {
   }
 
  private:
-  // One access to a byte range by a step, filed by buffer, by length class
-  // and under its first byte. `order` numbers accesses as they are recorded,
-  // so lookups across classes list them as one map by first byte would.
-  struct access {
-    std::size_t end;
-    std::uint64_t order;
-    std::uint32_t step;
-    bool writes;
-  };
-  // Nodes come from the builder's own pool: a ring schedule at 4096 ranks
-  // records and drops tens of thousands of accesses, a malloc and a free
-  // each otherwise.
-  using access_map = std::pmr::multimap<std::size_t, access>;
-
-  // The live accesses of one buffer, by length class: class k holds lengths
-  // in [2^k, 2^(k+1)), so an access of class k overlapping [b, e) starts
-  // after b - 2^(k+1), and a lookup visits only that neighbourhood in each
-  // class in use. A flat list made building a ring schedule quadratic in the
-  // world size (134 ms per rank at 4096 ranks); one map bounded by the
-  // longest access ever recorded was quadratic again as soon as one long
-  // access lived on (the double binary tree's whole-vector copy).
-  static constexpr int length_classes = 64;
-  struct buffer_accesses {
-    explicit buffer_accesses(std::pmr::memory_resource* pool)
-        : by_class(maps_on(pool, std::make_index_sequence<length_classes>())) {}
-    std::array<access_map, length_classes> by_class;
-    std::uint64_t used = 0;  // bit k: class k may be non-empty
-
-   private:
-    template <std::size_t... K>
-    static std::array<access_map, sizeof...(K)> maps_on(std::pmr::memory_resource* pool, std::index_sequence<K...>) {
-      return {((void)K, access_map(pool))...};
-    }
-  };
-
-  // A conflicting access found by depend_on, for sorting.
-  struct found_access {
-    std::size_t begin;
-    std::uint64_t order;
-    std::uint32_t step;
-  };
-
-  static int length_class(std::size_t bytes) noexcept {
-    int k = 0;
-    while (k + 1 < length_classes && (bytes >> (k + 1)) != 0) ++k;
-    return k;
-  }
-
   void add(step s) {
     if (s.bytes == 0 && s.kind != step_kind::send && s.kind != step_kind::recv) return;
     const auto index = static_cast<std::uint32_t>(steps_.size());
     s.first_dependency = static_cast<std::uint32_t>(dependencies_.size());
-    const bool reads_src = s.kind != step_kind::recv;
-    const bool writes_dst = s.kind != step_kind::send;
-    // A reduce whose lhs is dst reads dst too: the write covers that read.
-    const bool reads_lhs = s.kind == step_kind::reduce && s.lhs != s.dst;
-    for (const std::uint32_t f : fenced_) dependencies_.push_back(f);
-    if (reads_src) depend_on(s.src, s.bytes, false, s.first_dependency);
-    if (reads_lhs) depend_on(s.lhs, s.bytes, false, s.first_dependency);
-    if (writes_dst) depend_on(s.dst, s.bytes, true, s.first_dependency);
-    s.dependency_count = static_cast<std::uint32_t>(dependencies_.size()) - s.first_dependency;
+    listed_.push_back(0);
+    // Lists each step it waits for once: listed_[d] is the index of the
+    // last step that listed d, plus one.
+    auto wait_for = [&](std::uint32_t d) {
+      if (listed_[d] == index + 1) return;
+      listed_[d] = index + 1;
+      dependencies_.push_back(d);
+    };
+    for (const std::uint32_t f : fenced_) wait_for(f);
     if (s.bytes != 0) {
-      if (reads_src) record(s.src, s.bytes, index, false);
-      if (reads_lhs) record(s.lhs, s.bytes, index, false);
-      if (writes_dst) {
-        // Accesses inside the range this step writes are now reached through
-        // it (it depends on all of them), so they need not be looked at again.
-        const region written = tracked(s.dst);
-        buffer_accesses& live = accesses_of(written.where);
-        const std::size_t end = written.offset + s.bytes;
-        for (std::uint64_t classes = live.used; classes != 0; classes &= classes - 1) {
-          const int k = std::countr_zero(classes);
-          access_map& m = live.by_class[static_cast<std::size_t>(k)];
-          for (auto it = m.lower_bound(written.offset); it != m.end() && it->first < end;) {
-            it = it->second.end <= end && it->second.step != index ? m.erase(it) : std::next(it);
-          }
-          if (m.empty()) live.used &= ~(std::uint64_t{1} << k);
-        }
-        record(s.dst, s.bytes, index, true);
-      }
+      // A reduce whose lhs is dst reads dst too: the write covers that read.
+      if (s.kind != step_kind::recv) access(s.src, s.bytes, index, false, wait_for);
+      if (s.kind == step_kind::reduce && s.lhs != s.dst) access(s.lhs, s.bytes, index, false, wait_for);
+      if (s.kind != step_kind::send) access(s.dst, s.bytes, index, true, wait_for);
     }
+    s.dependency_count = static_cast<std::uint32_t>(dependencies_.size()) - s.first_dependency;
     steps_.push_back(s);
   }
 
-  void record(region where, std::size_t bytes, std::uint32_t step, bool writes) {
+  template <class WaitFor>
+  void access(region where, std::size_t bytes, std::uint32_t step, bool writes, WaitFor& wait_for) {
     const region r = tracked(where);
-    buffer_accesses& live = accesses_of(r.where);
-    const int k = length_class(bytes);
-    live.by_class[static_cast<std::size_t>(k)].emplace(r.offset, access{r.offset + bytes, next_order_++, step, writes});
-    live.used |= std::uint64_t{1} << k;
-  }
-
-  buffer_accesses& accesses_of(buffer b) noexcept { return accesses_[static_cast<std::size_t>(b)]; }
-
-  // Adds, once each, the earlier steps this access conflicts with: any
-  // earlier write to an overlapping range, and for a write any earlier read,
-  // in the order of their first byte (then of recording). `first` is where
-  // this step's dependencies start, so a step that both reads and writes a
-  // conflicting range lists it once.
-  void depend_on(region where, std::size_t bytes, bool writes, std::size_t first) {
-    if (bytes == 0) return;
-    const region r = tracked(where);
-    const buffer_accesses& live = accesses_of(r.where);
-    const std::size_t end = r.offset + bytes;
-    found_.clear();
-    int classes = 0;
-    for (std::uint64_t used = live.used; used != 0; used &= used - 1) {
-      const int k = std::countr_zero(used);
-      const access_map& m = live.by_class[static_cast<std::size_t>(k)];
-      const std::size_t reach = std::size_t{2} << k;  // longer than any access of the class
-      const std::size_t from = r.offset > reach ? r.offset - reach : 0;
-      const std::size_t before = found_.size();
-      for (auto it = m.lower_bound(from); it != m.end() && it->first < end; ++it) {
-        const access& a = it->second;
-        if (a.end <= r.offset || !(a.writes || writes)) continue;
-        found_.push_back({it->first, a.order, a.step});
-      }
-      if (found_.size() != before) ++classes;
-    }
-    if (classes > 1) {
-      std::sort(found_.begin(), found_.end(), [](const found_access& x, const found_access& y) {
-        return x.begin != y.begin ? x.begin < y.begin : x.order < y.order;
-      });
-    }
-    for (const found_access& f : found_) {
-      const auto already =
-          std::find(dependencies_.begin() + static_cast<std::ptrdiff_t>(first), dependencies_.end(), f.step);
-      if (already == dependencies_.end()) dependencies_.push_back(f.step);
-    }
+    logs_[static_cast<std::size_t>(r.where)].access(r.offset, r.offset + bytes, step, writes, wait_for);
   }
 
   // The range dependencies are tracked in: the output range an input range
@@ -270,14 +165,14 @@ class schedule_builder {
 
   std::vector<step> steps_;
   std::vector<std::uint32_t> dependencies_;
+  std::vector<std::uint32_t> listed_;  // by step: see add()
   std::optional<std::size_t> input_alias_;
-  std::pmr::unsynchronized_pool_resource pool_;  // before the maps that use it
-  std::array<buffer_accesses, 3> accesses_{buffer_accesses(&pool_), buffer_accesses(&pool_),
-                                           buffer_accesses(&pool_)};  // input, output, scratch
-  std::vector<found_access> found_;                                   // depend_on's, kept for its capacity
-  std::uint64_t next_order_ = 0;
-  std::vector<std::uint32_t> fenced_;  // steps between the last two fences
-  std::size_t fence_begin_ = 0;        // first step after the last fence
+  std::pmr::unsynchronized_pool_resource pool_;  // before the logs that use it
+  access_log::reader_pool readers_;
+  std::array<access_log, 3> logs_{access_log(&pool_, &readers_), access_log(&pool_, &readers_),
+                                  access_log(&pool_, &readers_)};  // input, output, scratch
+  std::vector<std::uint32_t> fenced_;                              // steps between the last two fences
+  std::size_t fence_begin_ = 0;                                    // first step after the last fence
   std::size_t scratch_bytes_ = 0;
 };
 

@@ -12,10 +12,14 @@
 // bytes (a send, a copy or a reduce operand) is reported: the executor would
 // move garbage.
 //
-// The order is deliberately not program order: ranks take turns, and each
-// runs every step that is ready (dependencies and channel order done) in a
-// seeded random order, so a step that relies on an order its dependencies
-// do not state reads a stale or undefined value and is reported. Sends
+// The order is deliberately not program order: ranks take turns, in rank
+// order (a cluster's ring order, see run()), and in its turn a rank runs
+// until none of its steps is ready (dependencies and channel order done),
+// picking each next step at random (seeded) among all that are. So it runs
+// its steps in any order they allow, and a step that relies on an order its
+// dependencies do not state reads a stale or undefined value and is
+// reported. Running a rank as far as it goes keeps its steps and buffers in
+// cache: a ring's ranks each run a wave of steps per turn, not one. Sends
 // complete at once (the channels buffer): a deadlock reported is one of the
 // schedule itself.
 //
@@ -143,8 +147,14 @@ class symbolic_run {
     const int n = w_.size;
     const auto count = static_cast<std::size_t>(n);
     // Sets in the order a cluster's rings follow (see rank_sets::relabel).
+    // Turns follow that order too, so a ring's wave of steps runs through
+    // many ranks in one turn.
+    place_.resize(count);
+    std::iota(place_.begin(), place_.end(), 0);
     if (const auto cluster = args_of_(0).cluster; cluster && cluster->host_count() > 1) {
-      sets_.relabel(cluster->rail_aligned_order());
+      const std::vector<int> order = cluster->rail_aligned_order();
+      sets_.relabel(order);
+      for (std::size_t k = 0; k < order.size(); ++k) place_[ix(order[k])] = static_cast<int>(k);
     }
     track_knowledge_ = w_.kind == algorithm::collective::barrier;
     ranks_.reserve(count);
@@ -168,21 +178,21 @@ class symbolic_run {
       }
     }
     std::vector<int> turn;
-    std::vector<std::uint32_t> batch;
     while (!next_turn_.empty() && !failed()) {
       std::swap(turn, next_turn_);
       next_turn_.clear();
-      std::sort(turn.begin(), turn.end());
+      std::sort(turn.begin(), turn.end(), [&](int x, int y) { return place_[ix(x)] < place_[ix(y)]; });
       for (const int r : turn) {
         queued_[ix(r)] = 0;
-        batch.swap(ready_[ix(r)]);
-        ready_[ix(r)].clear();
-        shuffle(batch);
-        for (const std::uint32_t i : batch) {
+        running_ = r;
+        std::vector<std::uint32_t>& ready = ready_[ix(r)];
+        while (!ready.empty() && !failed()) {
+          std::swap(ready[pick(ready.size())], ready.back());
+          const std::uint32_t i = ready.back();
+          ready.pop_back();
           execute(r, i);
-          if (failed()) break;
         }
-        batch.clear();
+        running_ = -1;
         if (failed()) break;
       }
     }
@@ -284,17 +294,14 @@ class symbolic_run {
     return std::move(out).str();
   }
 
-  void shuffle(std::vector<std::uint32_t>& batch) {
-    if (options_.seed == 0) {
-      std::reverse(batch.begin(), batch.end());
-      return;
-    }
-    for (std::size_t k = batch.size(); k > 1; --k) {
-      rng_ ^= rng_ << 13;
-      rng_ ^= rng_ >> 7;
-      rng_ ^= rng_ << 17;
-      std::swap(batch[k - 1], batch[rng_ % k]);
-    }
+  // Which of `ready` ready steps runs next: a random one, or with seed 0
+  // the last to become ready.
+  std::size_t pick(std::size_t ready) {
+    if (options_.seed == 0) return ready - 1;
+    rng_ ^= rng_ << 13;
+    rng_ ^= rng_ >> 7;
+    rng_ ^= rng_ << 17;
+    return static_cast<std::size_t>(rng_ % ready);
   }
 
   void make_ready(int r, std::uint32_t i) {
@@ -307,7 +314,7 @@ class symbolic_run {
       }
     }
     ready_[ix(r)].push_back(i);
-    if (queued_[ix(r)] == 0) {
+    if (r != running_ && queued_[ix(r)] == 0) {
       queued_[ix(r)] = 1;
       next_turn_.push_back(r);
     }
@@ -571,6 +578,8 @@ class symbolic_run {
   std::vector<std::vector<std::uint32_t>> ready_;
   std::vector<char> queued_;
   std::vector<int> next_turn_;
+  std::vector<int> place_;  // by rank: its place in the turns
+  int running_ = -1;        // the rank whose turn it is: its new ready steps run in this turn
   std::vector<piece> operand_[3];
   std::vector<std::vector<set_id>> knowledge_;           // barrier: per step, the ranks it has heard from
   std::vector<std::pair<int, set_id>> final_knowledge_;  // barrier: per executed step

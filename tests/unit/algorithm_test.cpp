@@ -708,6 +708,78 @@ TEST_CASE("dissemination barrier: ceil log2 rounds of empty messages", "[algorit
   }
 }
 
+namespace {
+
+std::vector<std::uint32_t> dependencies_of(const ta::schedule& s, std::size_t step) {
+  const auto d = s.dependencies_of(s.steps[step]);
+  return {d.begin(), d.end()};
+}
+
+using list = std::vector<std::uint32_t>;
+
+}  // namespace
+
+TEST_CASE("the builder derives each step's dependencies from the bytes it touches", "[algorithm]") {
+  const auto out = [](std::size_t at) { return ta::region{ta::buffer::output, at}; };
+  const auto in = [](std::size_t at) { return ta::region{ta::buffer::input, at}; };
+  SECTION("reads wait for the last write, writes for the reads since it, each listed once in byte order") {
+    ta::schedule_builder b;
+    b.recv(1, out(0), 16);                // 0
+    b.send(1, out(0), 8);                 // 1: reads what 0 wrote
+    b.send(1, out(8), 8);                 // 2
+    b.copy(out(4), in(0), 8);             // 3: overwrites [4, 12), read by 1 and 2
+    b.send(1, out(0), 16);                // 4: [0, 4) and [12, 16) from 0, [4, 12) from 3
+    b.recv(1, out(0), 16);                // 5: after the reads since each byte's write
+    b.recv(1, out(0), 16);                // 6: nothing read since 5
+    b.reduce(out(0), out(16), 8);         // 7: reads [16, 24), never written; rewrites [0, 8)
+    b.reduce(out(24), out(0), in(8), 8);  // 8: lhs [0, 8) from 7, src input never written
+    const auto s = std::move(b).finish();
+    REQUIRE(s.steps.size() == 9);
+    CHECK(dependencies_of(s, 0).empty());
+    CHECK(dependencies_of(s, 1) == list{0});
+    CHECK(dependencies_of(s, 2) == list{0});
+    CHECK(dependencies_of(s, 3) == list{1, 2});
+    CHECK(dependencies_of(s, 4) == list{0, 3});
+    CHECK(dependencies_of(s, 5) == list{4, 1, 2});
+    CHECK(dependencies_of(s, 6) == list{5});
+    CHECK(dependencies_of(s, 7) == list{6});
+    CHECK(dependencies_of(s, 8) == list{7});
+  }
+  SECTION("blocks walked backwards and forwards, then read whole") {
+    ta::schedule_builder b;
+    for (std::size_t k = 4; k-- > 0;) b.recv(1, out(k * 16), 16);       // steps 0..3 write blocks 3..0
+    b.send(1, out(0), 64);                                              // 4
+    for (std::size_t k = 0; k < 4; ++k) b.recv(1, out(k * 16 + 4), 8);  // 5..8: inside each block
+    b.send(1, out(0), 64);                                              // 9
+    const auto s = std::move(b).finish();
+    CHECK(dependencies_of(s, 4) == list{3, 2, 1, 0});
+    for (std::size_t k = 5; k < 9; ++k) CHECK(dependencies_of(s, k) == list{4});
+    CHECK(dependencies_of(s, 9) == list{3, 5, 2, 6, 1, 7, 0, 8});
+  }
+  SECTION("an input that may be the output orders its reads against output writes") {
+    ta::schedule_builder b;
+    b.input_may_alias_output(8);
+    b.send(1, in(0), 8);   // 0: reads output [8, 16)
+    b.recv(1, out(8), 8);  // 1: must not overwrite it first
+    b.recv(1, out(0), 8);  // 2: elsewhere
+    const auto s = std::move(b).finish();
+    CHECK(dependencies_of(s, 1) == list{0});
+    CHECK(dependencies_of(s, 2).empty());
+  }
+  SECTION("a fence orders messages that touch no bytes") {
+    ta::schedule_builder b;
+    b.send(1, out(0), 0);
+    b.recv(1, out(0), 0);
+    b.fence();
+    b.send(2, out(0), 0);
+    b.recv(2, out(0), 4);
+    const auto s = std::move(b).finish();
+    CHECK(dependencies_of(s, 1).empty());
+    CHECK(dependencies_of(s, 2) == list{0, 1});
+    CHECK(dependencies_of(s, 3) == list{0, 1});
+  }
+}
+
 TEST_CASE("schedules are the same every time they are built", "[algorithm]") {
   for (const std::string_view algorithm : ta::algorithms_for(collective::all_reduce)) {
     const auto a = simple_args(collective::all_reduce, 3, 7, 1001);

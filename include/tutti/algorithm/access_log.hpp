@@ -41,6 +41,9 @@ class access_log {
   using reader_pool = std::vector<reader>;
 
   access_log(std::pmr::memory_resource* nodes, reader_pool* readers) : segments_(nodes), readers_(readers) {}
+  // last_ points into segments_, which a copy or move would not follow.
+  access_log(const access_log&) = delete;
+  access_log& operator=(const access_log&) = delete;
 
   // Step `step` accesses bytes [begin, end): calls wait_for(s) for every
   // earlier step s it must wait for, in byte order (a step may come more
@@ -86,6 +89,7 @@ class access_log {
         it = segments_.erase(it);
       }
     }
+    last_ = written != segments_.end() ? written : std::prev(it);
   }
 
  private:
@@ -99,17 +103,35 @@ class access_log {
   // The segment starting at `begin`, splitting one that straddles it, or
   // the first one after it.
   segment_map::iterator segment_at(std::size_t begin) {
-    auto it = segments_.upper_bound(begin);
-    if (it == segments_.begin()) return it;
-    const auto before = std::prev(it);
+    auto before = holding(begin);
+    if (before == segments_.end()) {
+      const auto after = segments_.upper_bound(begin);
+      if (after == segments_.begin()) return after;
+      before = std::prev(after);
+      if (before->second.end <= begin) return after;
+    }
     if (before->first == begin) return before;
-    if (before->second.end <= begin) return it;
     segment tail = before->second;
     before->second.end = begin;
-    return segments_.emplace_hint(it, begin, tail);
+    return segments_.emplace_hint(std::next(before), begin, tail);
+  }
+
+  // The segment holding byte `at` if it is the last one accessed or next to
+  // it, else end(). Algorithms walk blocks in order, forwards or backwards,
+  // so this spares most lookups a walk down the tree.
+  segment_map::iterator holding(std::size_t at) {
+    const auto holds = [&](segment_map::iterator it) { return it->first <= at && at < it->second.end; };
+    if (last_ == segments_.end()) return last_;
+    if (holds(last_)) return last_;
+    if (const auto next = std::next(last_); next != segments_.end() && holds(next)) return next;
+    if (last_ != segments_.begin()) {
+      if (const auto previous = std::prev(last_); holds(previous)) return previous;
+    }
+    return segments_.end();
   }
 
   segment_map segments_;
+  segment_map::iterator last_ = segments_.end();  // the segment an access last ended in
   reader_pool* readers_;
 };
 

@@ -61,7 +61,9 @@ constexpr const char* usage =
     "  --connection-bytes SIZE   transport memory per connection (default 256K: verbs, 16 slots of 8 KiB each\n"
     "                        for the receive ring and the send staging)\n"
     "  --proof-elements N    elements per rank's block in the proof (default 2)\n"
-    "  --seed N              symbolic execution order (default 1)\n";
+    "  --seed N              symbolic execution order (default 1)\n"
+    "  --threads N           symbolic mode threads (default 0: every core, one per 256 ranks at most);\n"
+    "                        with 1, each seed runs one order of steps, so a problem found shows again\n";
 
 [[noreturn]] void bad(const std::string& what) {
   std::fprintf(stderr, "tutti-sim: %s\n%s", what.c_str(), usage);
@@ -124,6 +126,7 @@ struct options {
   std::size_t chunk_bytes = 0;
   std::size_t proof_elements = 2;
   std::uint64_t seed = 1;
+  int threads = 0;
   ts::timing_model model;
 };
 
@@ -183,6 +186,8 @@ options parse(int argc, char** argv) {
       o.proof_elements = static_cast<std::size_t>(parse_int(opt, v, 1, 1 << 20));
     } else if (opt == "--seed") {
       o.seed = parse_size(opt, v);
+    } else if (opt == "--threads") {
+      o.threads = parse_int(opt, v, 0, 1024);
     } else {
       bad("unknown option " + std::string(opt));
     }
@@ -315,7 +320,7 @@ int main(int argc, char** argv) {
           return args_at(bundled, proof_count, c.chunk_bytes, cluster, r);
         };
         ts::world w = ts::build_world(c.name, args_of, o.ranks);
-        const auto report = ts::prove(w, args_of, {.seed = o.seed});
+        const auto report = ts::prove(w, args_of, {.seed = o.seed, .threads = o.threads});
         all_proven = all_proven && report.proven;
         proof = (report.proven ? "proven" : "FAILED") + std::string(" (") + std::to_string(proof_count) + " x " +
                 human(static_cast<double>(bundled.dtype_bytes)) + ")";

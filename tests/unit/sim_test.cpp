@@ -180,6 +180,33 @@ TEST_CASE("different seeds prove the same schedules", "[sim][symbolic]") {
   }
 }
 
+TEST_CASE("several threads prove what one thread proves", "[sim][symbolic]") {
+  // Big worlds run on every core (symbolic_options::threads); here small
+  // ones are forced onto 2 and 3 threads, so ranks on different threads
+  // trade most messages. The broken schedules of the [negative] cases are
+  // run on several threads too.
+  for (const collective kind : all_kinds) {
+    for (const auto algorithm : ta::algorithms_for(kind)) {
+      for (const int size : {6, 13}) {
+        auto c = std::make_shared<const tutti::topology::cluster>(
+            tutti::topology::cluster::uniform(size, size % 2 == 0 ? 2 : 1));
+        for (const int threads : {2, 3}) {
+          INFO(ta::to_string(kind) << " " << algorithm << " on " << size << " ranks, " << threads << " threads");
+          const auto report =
+              prove(algorithm, args_for(kind, size, c), size, {.seed = uz(threads), .threads = threads});
+          INFO(report.problems);
+          REQUIRE(report.proven);
+          if (kind != collective::all_reduce) continue;
+          const auto in_place =
+              prove(algorithm, args_for(kind, size, nullptr), size, {.in_place = true, .threads = threads});
+          INFO("in place: " << in_place.problems);
+          REQUIRE(in_place.proven);
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("segments prove what cells prove", "[sim][symbolic]") {
   // Worlds beyond symbolic_options::most_cells keep their buffers as
   // segments; a budget of 0 forces them here, for every algorithm of every
@@ -406,9 +433,10 @@ TEST_CASE("a missing dependency is caught", "[sim][negative]") {
     s.dependencies = std::move(dependencies);
   }
   int caught = 0;
+  const int threads = GENERATE(1, 2);
   for (std::uint64_t seed = 1; seed <= 32; ++seed) {
     auto w = ts::world_of(schedules, base);
-    const auto report = ts::prove(w, base, {.seed = seed});
+    const auto report = ts::prove(w, base, {.seed = seed, .threads = threads});
     if (report.proven) continue;
     ++caught;
     INFO(report.problems);
@@ -460,7 +488,7 @@ TEST_CASE("a block delivered to the wrong place is caught", "[sim][negative]") {
     b.recv(peer, {buffer::output, uz(r) * 3}, 3);
     b.copy({buffer::output, uz(peer) * 3}, {buffer::input, 0}, 3);
   });
-  const auto report = ts::prove(w, base);
+  const auto report = ts::prove(w, base, {.threads = GENERATE(1, 2)});
   REQUIRE_FALSE(report.proven);
   CHECK_THAT(report.problems,
              Catch::Contains("wrong result: rank 0 output bytes [0, 3) hold {1} from their byte 0, expected {0}"));
@@ -480,7 +508,8 @@ TEST_CASE("a block from the wrong source offset is caught", "[sim][negative]") {
   (void)w;
   // Sizes differ there (two sends of 1 against a receive of 2): a size
   // mismatch, reported with both ends.
-  const auto report = ts::prove(w, base);
+  const int threads = GENERATE(1, 2);
+  const auto report = ts::prove(w, base, {.threads = threads});
   REQUIRE_FALSE(report.proven);
   CHECK_THAT(report.problems, Catch::Contains("size mismatch: rank ") && Catch::Contains("step 2 (recv from ") &&
                                   Catch::Contains(", 2 bytes) matched rank ") && Catch::Contains("step 0 (send to "));
@@ -492,7 +521,7 @@ TEST_CASE("a block from the wrong source offset is caught", "[sim][negative]") {
     b.reduce({buffer::output, 0}, {buffer::input, 1}, staging, 1);
     b.reduce({buffer::output, 1}, {buffer::input, 0}, ta::region{buffer::scratch, 1}, 1);
   });
-  const auto misplaced = ts::prove(crossed, base);
+  const auto misplaced = ts::prove(crossed, base, {.threads = threads});
   REQUIRE_FALSE(misplaced.proven);
   CHECK_THAT(misplaced.problems, Catch::Contains("misplaced operands"));
 }
@@ -504,7 +533,7 @@ TEST_CASE("a deadlock is caught and explained", "[sim][negative]") {
     b.fence();
     b.send(1 - r, {buffer::scratch, 0}, 0);
   });
-  const auto report = ts::prove(w, base);
+  const auto report = ts::prove(w, base, {.threads = GENERATE(1, 2)});
   REQUIRE_FALSE(report.proven);
   CHECK_THAT(report.problems, Catch::Contains("deadlock"));
   CHECK_THAT(report.problems,
@@ -519,7 +548,7 @@ TEST_CASE("an unreceived message is caught", "[sim][negative]") {
     if (r == 0) b.send(1, {buffer::input, 0}, 4);
     b.copy({buffer::output, 0}, {buffer::input, 0}, 4);
   });
-  const auto report = ts::prove(w, base);
+  const auto report = ts::prove(w, base, {.threads = GENERATE(1, 2)});
   REQUIRE_FALSE(report.proven);
   CHECK_THAT(report.problems, Catch::Contains("unreceived message: rank 0 step 0 (send to 1, 4 bytes)"));
 }
@@ -530,7 +559,7 @@ TEST_CASE("an incomplete result names rank and offset", "[sim][negative]") {
   auto w = hand_built(3, base, [](ta::schedule_builder& b, int) {
     b.copy({buffer::output, 0}, {buffer::input, 0}, 6);
   });
-  const auto report = ts::prove(w, base);
+  const auto report = ts::prove(w, base, {.threads = GENERATE(1, 3)});
   REQUIRE_FALSE(report.proven);
   CHECK_THAT(report.problems,
              Catch::Contains("wrong result: rank 0 output bytes [0, 6) hold {0} from their byte 0, expected {0-2}"));
@@ -543,7 +572,7 @@ TEST_CASE("a barrier must hear from every rank", "[sim][negative]") {
     b.send((r + 1) % 4, {buffer::scratch, 0}, 0);
     b.recv((r + 3) % 4, {buffer::scratch, 0}, 0);
   });
-  const auto report = ts::prove(w, base);
+  const auto report = ts::prove(w, base, {.threads = GENERATE(1, 3)});
   REQUIRE_FALSE(report.proven);
   CHECK_THAT(report.problems, Catch::Contains("barrier incomplete: rank 0 finishes having heard only from {0,3}"));
 }

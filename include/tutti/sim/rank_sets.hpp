@@ -13,6 +13,10 @@
 // interned in a table, and unions involving them are cached, since tree and
 // hierarchical schedules build the same large sets on many ranks.
 //
+// A symbolic run may make and unite sets on several threads at once: sets
+// encoded in their handle need nothing shared, and the table of interned
+// ones, with its cache, is behind a mutex.
+//
 // Sets are kept over labels, not ranks: a cluster's rail-aligned ring visits
 // hosts in turn and walks every other host's ranks backwards, so its partial
 // sums are runs of that order but scattered ranks. Labelling ranks by their
@@ -24,6 +28,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <span>
 #include <sstream>
 #include <string>
@@ -74,41 +79,43 @@ class rank_sets {
   [[nodiscard]] set_id unite(set_id a, set_id b, bool allow_overlap = false) {
     if (a == empty) return b;
     if (b == empty) return a;
-    const bool cached = is_interned(a) || is_interned(b);
-    const cache_key key{std::min(a, b), std::max(a, b), allow_overlap};
-    if (cached) {
-      if (const auto found = unions_.find(key); found != unions_.end()) return found->second;
+    if (a == overlap || b == overlap) return overlap;
+    if (!is_interned(a) && !is_interned(b)) {  // the common case, without the lock
+      rank_interval left[2];
+      rank_interval right[2];
+      rank_interval merged[4];
+      bool shared = false;
+      const std::size_t count =
+          merge(std::span(left, decode_inline(a, left)), std::span(right, decode_inline(b, right)), merged, shared);
+      if (shared && !allow_overlap) return overlap;
+      const std::span<const rank_interval> parts(merged, count);
+      if (fits_inline(parts)) return encode_inline(parts);
+      const std::lock_guard lock(mutex_);
+      return intern(parts);
     }
+    const std::lock_guard lock(mutex_);
+    const cache_key key{std::min(a, b), std::max(a, b), allow_overlap};
+    if (const auto found = unions_.find(key); found != unions_.end()) return found->second;
     std::vector<rank_interval>& left = scratch_[0];
     std::vector<rank_interval>& right = scratch_[1];
     decode(a, left);
     decode(b, right);
     std::vector<rank_interval>& merged = scratch_[2];
-    merged.clear();
-    std::size_t i = 0;
-    std::size_t j = 0;
+    merged.resize(left.size() + right.size());
     bool shared = false;
-    while (i < left.size() || j < right.size()) {
-      const bool take_left = j == right.size() || (i < left.size() && left[i].lo < right[j].lo);
-      const rank_interval next = take_left ? left[i++] : right[j++];
-      if (!merged.empty() && next.lo <= merged.back().hi) {
-        shared = true;
-        merged.back().hi = std::max(merged.back().hi, next.hi);
-      } else if (!merged.empty() && next.lo == merged.back().hi + 1) {
-        merged.back().hi = next.hi;
-      } else {
-        merged.push_back(next);
-      }
-    }
-    const set_id out = shared && !allow_overlap ? overlap : make(merged);
-    if (cached) unions_.emplace(key, out);
+    merged.resize(merge(left, right, merged.data(), shared));
+    const set_id out = shared && !allow_overlap ? overlap : make_locked(merged);
+    unions_.emplace(key, out);
     return out;
   }
 
   // The ranks of `s`, as sorted disjoint intervals of ranks.
   [[nodiscard]] std::vector<rank_interval> intervals(set_id s) const {
     std::vector<rank_interval> out;
-    decode(s, out);
+    {
+      const std::lock_guard lock(mutex_);
+      decode(s, out);
+    }
     if (rank_of_.empty()) return out;
     std::vector<int> ranks;
     for (const rank_interval i : out) {
@@ -147,7 +154,10 @@ class rank_sets {
     return std::move(out).str();
   }
 
-  [[nodiscard]] std::size_t interned() const noexcept { return starts_.size(); }
+  [[nodiscard]] std::size_t interned() const {
+    const std::lock_guard lock(mutex_);
+    return starts_.size();
+  }
 
  private:
   static constexpr set_id interned_bit = set_id{1} << 63;
@@ -172,6 +182,52 @@ class rank_sets {
 
   static set_id field(set_id s, int index) noexcept { return (s >> (index * inline_bits)) & field_mask; }
 
+  static bool fits_inline(std::span<const rank_interval> parts) noexcept {
+    return parts.size() <= 2 && parts.back().hi < inline_limit;
+  }
+
+  static set_id encode_inline(std::span<const rank_interval> parts) noexcept {
+    set_id out = set_id{parts.size()} << 60;
+    for (std::size_t k = 0; k < parts.size(); ++k) {
+      out |= static_cast<set_id>(parts[k].lo) << (2 * k * inline_bits);
+      out |= static_cast<set_id>(parts[k].hi) << ((2 * k + 1) * inline_bits);
+    }
+    return out;
+  }
+
+  // The intervals of a set encoded in its handle; returns how many.
+  static std::size_t decode_inline(set_id s, rank_interval* out) noexcept {
+    const auto count = static_cast<std::size_t>(s >> 60);
+    for (std::size_t k = 0; k < count; ++k) {
+      out[k] = {static_cast<int>(field(s, static_cast<int>(2 * k))),
+                static_cast<int>(field(s, static_cast<int>(2 * k + 1)))};
+    }
+    return count;
+  }
+
+  // Merges two canonical interval lists into `out` (room for both);
+  // returns its length and sets `shared` if they overlap.
+  static std::size_t merge(std::span<const rank_interval> left, std::span<const rank_interval> right,
+                           rank_interval* out, bool& shared) noexcept {
+    std::size_t count = 0;
+    std::size_t i = 0;
+    std::size_t j = 0;
+    while (i < left.size() || j < right.size()) {
+      const bool take_left = j == right.size() || (i < left.size() && left[i].lo < right[j].lo);
+      const rank_interval next = take_left ? left[i++] : right[j++];
+      if (count != 0 && next.lo <= out[count - 1].hi) {
+        shared = true;
+        out[count - 1].hi = std::max(out[count - 1].hi, next.hi);
+      } else if (count != 0 && next.lo == out[count - 1].hi + 1) {
+        out[count - 1].hi = next.hi;
+      } else {
+        out[count++] = next;
+      }
+    }
+    return count;
+  }
+
+  // With mutex_ held for an interned set.
   void decode(set_id s, std::vector<rank_interval>& out) const {
     out.clear();
     if (s == overlap) return;
@@ -182,26 +238,34 @@ class rank_sets {
                  pool_.begin() + static_cast<std::ptrdiff_t>(end));
       return;
     }
-    const auto count = static_cast<int>(s >> 60);
-    for (int k = 0; k < count; ++k) {
-      out.push_back({static_cast<int>(field(s, 2 * k)), static_cast<int>(field(s, 2 * k + 1))});
-    }
+    rank_interval parts[2];
+    out.assign(parts, parts + decode_inline(s, parts));
   }
 
   // The handle of a canonical interval list (sorted, disjoint, non-adjacent).
   set_id make(std::span<const rank_interval> parts) {
+    check(parts);
     if (parts.empty()) return empty;
+    if (fits_inline(parts)) return encode_inline(parts);
+    const std::lock_guard lock(mutex_);
+    return intern(parts);
+  }
+
+  // The same with mutex_ held.
+  set_id make_locked(std::span<const rank_interval> parts) {
+    check(parts);
+    if (parts.empty()) return empty;
+    return fits_inline(parts) ? encode_inline(parts) : intern(parts);
+  }
+
+  static void check(std::span<const rank_interval> parts) {
     for (const rank_interval p : parts) {
       if (p.lo < 0 || p.hi < p.lo) tutti::detail::fail(errc::invalid_argument, "rank set: bad interval");
     }
-    if (parts.size() <= 2 && parts.back().hi < inline_limit) {
-      set_id out = set_id{parts.size()} << 60;
-      for (std::size_t k = 0; k < parts.size(); ++k) {
-        out |= static_cast<set_id>(parts[k].lo) << (2 * k * inline_bits);
-        out |= static_cast<set_id>(parts[k].hi) << ((2 * k + 1) * inline_bits);
-      }
-      return out;
-    }
+  }
+
+  // With mutex_ held: the handle of a set too long to encode in one.
+  set_id intern(std::span<const rank_interval> parts) {
     std::string key(reinterpret_cast<const char*>(parts.data()), parts.size_bytes());
     const auto [it, fresh] = index_.emplace(std::move(key), starts_.size());
     if (fresh) {
@@ -215,7 +279,11 @@ class rank_sets {
   std::vector<std::size_t> starts_;  // per interned set, where its intervals start in pool_
   std::unordered_map<std::string, std::size_t> index_;
   std::unordered_map<cache_key, set_id, cache_hash> unions_;
-  std::vector<rank_interval> scratch_[3];
+  std::vector<rank_interval> scratch_[3];  // unite's, with mutex_ held
+  // Guards the interned sets, the cache and the scratch: a symbolic run
+  // may unite sets on several threads. Sets encoded in their handle need
+  // no lock.
+  mutable std::mutex mutex_;
   std::vector<int> label_of_;  // by rank; empty: labels are ranks
   std::vector<int> rank_of_;   // by label
 };

@@ -29,14 +29,20 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
+#include <memory>
 #include <memory_resource>
+#include <mutex>
 #include <numeric>
 #include <span>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -59,6 +65,12 @@ struct symbolic_options {
   // (segment_map), whose memory follows the data's structure: every rank
   // gathering thousands of blocks would not fit as cells.
   std::uint64_t most_cells = std::uint64_t{1} << 26;
+  // Threads that run ranks, each its share of consecutive places and all
+  // trading messages; 0: one per core, as long as each gets 256 ranks or
+  // more. With several, the order explored also depends on how the threads
+  // meet, so a problem found may need the same thread count (or luck) to
+  // show again; one thread runs one order per seed.
+  int threads = 0;
 };
 
 struct symbolic_report {
@@ -129,11 +141,7 @@ template <class Buffer>
 class symbolic_run {
  public:
   symbolic_run(world& w, const args_function& args_of, const symbolic_options& options, std::uint64_t granule)
-      : w_(w),
-        args_of_(args_of),
-        options_(options),
-        rng_(options.seed * 0x9e3779b97f4a7c15ULL + 1),
-        granule_(granule) {}
+      : w_(w), args_of_(args_of), options_(options), granule_(granule) {}
 
   symbolic_report run() {
     const int n = w_.size;
@@ -148,13 +156,22 @@ class symbolic_run {
       sets_.relabel(order);
       for (std::size_t k = 0; k < order.size(); ++k) place_[ix(order[k])] = static_cast<int>(k);
     }
+    // Each thread runs consecutive places, so a ring crosses between
+    // threads only once per thread.
+    const int threads = thread_count();
+    for (int t = 0; t < threads; ++t) workers_.push_back(std::make_unique<worker>(t, threads, options_.seed));
+    owner_.resize(count);
+    for (int r = 0; r < n; ++r) {
+      owner_[ix(r)] = static_cast<int>(static_cast<std::int64_t>(place_[ix(r)]) * threads / n);
+    }
     track_knowledge_ = w_.kind == algorithm::collective::barrier;
     ranks_.reserve(count);
     for (int r = 0; r < n; ++r) {
       const program& p = rank_program(r);
+      worker& owner = worker_of(r);
       // In place, the input is the output (resolve): no buffer of its own.
-      ranks_.emplace_back(make_buffer(options_.in_place ? 0 : p.input_bytes), make_buffer(p.output_bytes),
-                          make_buffer(p.scratch_bytes), p.in_peers.size());
+      ranks_.emplace_back(make_buffer(owner, options_.in_place ? 0 : p.input_bytes), make_buffer(owner, p.output_bytes),
+                          make_buffer(owner, p.scratch_bytes), p.in_peers.size());
     }
     for (int r = 0; r < n; ++r) initialise(r);
     ready_.resize(count);
@@ -166,35 +183,26 @@ class symbolic_run {
     for (int r = 0; r < n; ++r) {
       const program& p = rank_program(r);
       for (std::uint32_t i = 0; i < p.ops.size(); ++i) {
-        if (p.ops[i].waits == 0) make_ready(r, i);
+        if (p.ops[i].waits == 0) make_ready(worker_of(r), r, i);
       }
     }
-    std::vector<int> turn;
-    while (!next_turn_.empty() && !failed()) {
-      std::swap(turn, next_turn_);
-      next_turn_.clear();
-      std::sort(turn.begin(), turn.end(), [&](int x, int y) { return place_[ix(x)] < place_[ix(y)]; });
-      for (const int r : turn) {
-        queued_[ix(r)] = 0;
-        running_ = r;
-        std::vector<std::uint32_t>& ready = ready_[ix(r)];
-        while (!ready.empty() && !failed()) {
-          std::swap(ready[pick(ready.size())], ready.back());
-          const std::uint32_t i = ready.back();
-          ready.pop_back();
-          execute(r, i);
-        }
-        running_ = -1;
-        if (failed()) break;
-      }
-    }
-    if (!failed()) report_leftovers();
-    if (!failed()) check_results();
+    inbox_.resize(ix(threads));
+    sleeping_.assign(ix(threads), 0);
+    std::vector<std::thread> helpers;
+    for (int t = 1; t < threads; ++t) helpers.emplace_back([this, t] { work(t); });
+    work(0);
+    for (std::thread& h : helpers) h.join();
+    if (error_) std::rethrow_exception(error_);
+    worker& first = *workers_.front();
+    if (!failed()) report_leftovers(first);
+    if (!failed()) check_results(first);
     symbolic_report out;
     out.proven = !failed();
-    out.problems = std::move(problems_).str();
-    out.steps = executed_;
-    out.messages = messages_;
+    for (const auto& w : workers_) {
+      out.problems += std::move(w->problems).str();
+      out.steps += w->executed;
+      out.messages += w->messages;
+    }
     out.interned_sets = sets_.interned();
     return out;
   }
@@ -230,11 +238,173 @@ class symbolic_run {
     std::size_t done = 0;
   };
 
+  // A message for a rank another thread runs.
+  struct delivery {
+    int to;
+    std::uint32_t channel;
+    message m;  // m.first_piece: into the mailbox's pieces
+  };
+  struct mailbox {
+    std::vector<delivery> deliveries;
+    std::vector<piece> pieces;
+  };
+
+  // What one thread of the run keeps to itself.
+  struct worker {
+    worker(int index_, int threads, std::uint64_t seed)
+        : index(index_),
+          rng((seed * std::uint64_t{0x9e3779b97f4a7c15} + 1) ^
+              (static_cast<std::uint64_t>(index_) * std::uint64_t{0xbf58476d1ce4e5b9})),
+          outbox(static_cast<std::size_t>(threads)) {
+      if (rng == 0) rng = 1;
+    }
+    int index;
+    std::uint64_t rng;
+    std::pmr::unsynchronized_pool_resource pool;  // its ranks' segment maps
+    std::vector<int> turn;
+    std::vector<int> next_turn;
+    int running = -1;  // the rank whose turn it is: its new ready steps run in this turn
+    std::vector<piece> operand[3];
+    std::vector<mailbox> outbox;  // by thread: sent to its ranks, not yet posted
+    mailbox mail;                 // taken from its inbox, being delivered
+    std::ostringstream problems;
+    std::vector<std::pair<int, set_id>> final_knowledge;  // barrier: per executed step
+    std::size_t executed = 0;
+    std::size_t messages = 0;
+  };
+
   static std::size_t ix(int r) noexcept { return static_cast<std::size_t>(r); }
 
-  Buffer make_buffer(std::uint64_t bytes) {
+  // Threads for this world: options_.threads, or with 0 one per core as
+  // far as each gets ranks_per_thread ranks.
+  [[nodiscard]] int thread_count() const {
+    if (options_.threads > 0) return std::min(options_.threads, w_.size);
+    constexpr int ranks_per_thread = 256;
+    const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    return std::clamp(w_.size / ranks_per_thread, 1, cores);
+  }
+
+  worker& worker_of(int r) { return *workers_[ix(owner_[ix(r)])]; }
+
+  // One thread's share of the run: turns over its ranks, trading messages
+  // with the other threads between ranks, until no thread has a step left
+  // to run or one finds a problem.
+  void work(int t) {
+    worker& me = *workers_[ix(t)];
+    try {
+      while (!failed()) {
+        take_mail(me);
+        if (me.next_turn.empty()) {
+          if (!rest(t)) break;
+          continue;
+        }
+        std::swap(me.turn, me.next_turn);
+        me.next_turn.clear();
+        std::sort(me.turn.begin(), me.turn.end(), [&](int x, int y) { return place_[ix(x)] < place_[ix(y)]; });
+        for (const int r : me.turn) {
+          run_rank(me, r);
+          post_mail(me);
+          if (failed()) break;
+        }
+      }
+    } catch (...) {
+      const std::lock_guard lock(mutex_);
+      if (!error_) error_ = std::current_exception();
+      failed_ = true;
+    }
+    if (failed()) {
+      const std::lock_guard lock(mutex_);
+      finished_ = true;
+      wake_.notify_all();
+    }
+  }
+
+  // Runs rank r until none of its steps is ready.
+  void run_rank(worker& me, int r) {
+    queued_[ix(r)] = 0;
+    me.running = r;
+    std::vector<std::uint32_t>& ready = ready_[ix(r)];
+    while (!ready.empty() && !failed()) {
+      std::swap(ready[pick(me, ready.size())], ready.back());
+      const std::uint32_t i = ready.back();
+      ready.pop_back();
+      execute(me, r, i);
+    }
+    me.running = -1;
+  }
+
+  // Hands what `me` sent to other threads' ranks to their inboxes, waking
+  // those that rest.
+  void post_mail(worker& me) {
+    if (std::all_of(me.outbox.begin(), me.outbox.end(), [](const mailbox& m) { return m.deliveries.empty(); })) return;
+    const std::lock_guard lock(mutex_);
+    bool woken = false;
+    for (std::size_t u = 0; u < me.outbox.size(); ++u) {
+      mailbox& out = me.outbox[u];
+      if (out.deliveries.empty()) continue;
+      mailbox& in = inbox_[u];
+      const auto shift = static_cast<std::uint32_t>(in.pieces.size());
+      for (delivery d : out.deliveries) {
+        d.m.first_piece += shift;
+        in.deliveries.push_back(d);
+      }
+      in.pieces.insert(in.pieces.end(), out.pieces.begin(), out.pieces.end());
+      out.deliveries.clear();
+      out.pieces.clear();
+      if (sleeping_[u] != 0) {
+        sleeping_[u] = 0;
+        --asleep_;
+        woken = true;
+      }
+    }
+    if (woken) wake_.notify_all();
+  }
+
+  // Delivers what other threads sent to `me`'s ranks.
+  void take_mail(worker& me) {
+    {
+      const std::lock_guard lock(mutex_);
+      std::swap(me.mail, inbox_[ix(me.index)]);
+    }
+    for (const delivery& d : me.mail.deliveries) {
+      deliver(me, d.to, d.channel, d.m, std::span<const piece>(me.mail.pieces).subspan(d.m.first_piece, d.m.pieces));
+    }
+    me.mail.deliveries.clear();
+    me.mail.pieces.clear();
+  }
+
+  // Waits, with nothing to run, for mail; false once every thread rests
+  // with none (the run is over) or the run failed.
+  bool rest(int t) {
+    std::unique_lock lock(mutex_);
+    if (!inbox_[ix(t)].deliveries.empty()) return true;
+    if (finished_) return false;
+    sleeping_[ix(t)] = 1;
+    if (++asleep_ == static_cast<int>(workers_.size())) {
+      finished_ = true;
+      wake_.notify_all();
+      return false;
+    }
+    wake_.wait(lock, [&] { return sleeping_[ix(t)] == 0 || finished_; });
+    return !finished_;
+  }
+
+  // Puts a message in rank `to`'s channel; `me` runs that rank.
+  void deliver(worker& me, int to, std::uint32_t channel_index, message m, std::span<const piece> pieces) {
+    channel& ch = ranks_[ix(to)].inbound[channel_index];
+    m.first_piece = static_cast<std::uint32_t>(ch.pieces.size());
+    ch.queue.push_back(m);
+    ch.pieces.insert(ch.pieces.end(), pieces.begin(), pieces.end());
+    if (ch.parked != no_step) {
+      const std::uint32_t waiting = ch.parked;
+      ch.parked = no_step;
+      make_ready(me, to, waiting);
+    }
+  }
+
+  Buffer make_buffer(worker& owner, std::uint64_t bytes) {
     if constexpr (std::is_same_v<Buffer, segment_map>) {
-      return segment_map(&pool_);
+      return segment_map(&owner.pool);
     } else {
       return Buffer(bytes, granule_);
     }
@@ -242,9 +412,9 @@ class symbolic_run {
   [[nodiscard]] bool failed() const { return failed_; }
   [[nodiscard]] const program& rank_program(int r) const { return w_.ranks[ix(r)]; }
 
-  std::ostream& problem() {
+  std::ostream& problem(worker& me) {
     failed_ = true;
-    return problems_;
+    return me.problems;
   }
 
   void initialise(int r) {
@@ -288,15 +458,16 @@ class symbolic_run {
 
   // Which of `ready` ready steps runs next: a random one, or with seed 0
   // the last to become ready.
-  std::size_t pick(std::size_t ready) {
+  std::size_t pick(worker& me, std::size_t ready) {
     if (options_.seed == 0) return ready - 1;
-    rng_ ^= rng_ << 13;
-    rng_ ^= rng_ >> 7;
-    rng_ ^= rng_ << 17;
-    return static_cast<std::size_t>(rng_ % ready);
+    me.rng ^= me.rng << 13;
+    me.rng ^= me.rng >> 7;
+    me.rng ^= me.rng << 17;
+    return static_cast<std::size_t>(me.rng % ready);
   }
 
-  void make_ready(int r, std::uint32_t i) {
+  // Rank r, which `me` runs, may run step i.
+  void make_ready(worker& me, int r, std::uint32_t i) {
     const op& o = rank_program(r).ops[i];
     if (o.kind == algorithm::step_kind::recv) {
       channel& ch = ranks_[ix(r)].inbound[o.channel];
@@ -306,33 +477,33 @@ class symbolic_run {
       }
     }
     ready_[ix(r)].push_back(i);
-    if (r != running_ && queued_[ix(r)] == 0) {
+    if (r != me.running && queued_[ix(r)] == 0) {
       queued_[ix(r)] = 1;
-      next_turn_.push_back(r);
+      me.next_turn.push_back(r);
     }
   }
 
-  bool in_range(int r, std::uint32_t i, algorithm::buffer b, std::uint32_t offset, std::uint32_t bytes) {
+  bool in_range(worker& me, int r, std::uint32_t i, algorithm::buffer b, std::uint32_t offset, std::uint32_t bytes) {
     const std::size_t limit = limit_of(r, b);
     if (offset > limit || bytes > limit - offset) {
-      problem() << describe(r, i) << ": " << algorithm::to_string(b) << " bytes [" << offset << ", "
-                << std::size_t{offset} + bytes << ") outside its " << limit << " bytes\n";
+      problem(me) << describe(r, i) << ": " << algorithm::to_string(b) << " bytes [" << offset << ", "
+                  << std::size_t{offset} + bytes << ") outside its " << limit << " bytes\n";
       return false;
     }
     return true;
   }
 
   // Reads an operand; reports undefined bytes.
-  bool read(int r, std::uint32_t i, algorithm::buffer b, std::uint32_t offset, std::uint32_t bytes,
+  bool read(worker& me, int r, std::uint32_t i, algorithm::buffer b, std::uint32_t offset, std::uint32_t bytes,
             std::vector<piece>& out, const char* role) {
     out.clear();
-    if (!in_range(r, i, b, offset, bytes)) return false;
+    if (!in_range(me, r, i, b, offset, bytes)) return false;
     buffer_of(r, b).read(offset, bytes, out);
     std::uint64_t at = offset;
     for (const piece& p : out) {
       if (p.set == rank_sets::empty) {
-        problem() << "undefined read: " << describe(r, i) << " reads " << role << " " << algorithm::to_string(b)
-                  << " bytes [" << at << ", " << at + p.length << "), never written\n";
+        problem(me) << "undefined read: " << describe(r, i) << " reads " << role << " " << algorithm::to_string(b)
+                    << " bytes [" << at << ", " << at + p.length << "), never written\n";
         return false;
       }
       at += p.length;
@@ -340,28 +511,29 @@ class symbolic_run {
     return true;
   }
 
-  void execute(int r, std::uint32_t i) {
+  void execute(worker& me, int r, std::uint32_t i) {
     program& p = w_.ranks[ix(r)];
     op& o = p.ops[i];
     set_id known = track_knowledge_ ? knowledge_[ix(r)][i] : rank_sets::empty;
+    std::vector<piece>* operand = me.operand;
     switch (o.kind) {
       case algorithm::step_kind::send: {
-        if (!read(r, i, o.src_buf, o.src, o.bytes, operand_[0], "its source")) return;
-        ++messages_;
+        if (!read(me, r, i, o.src_buf, o.src, o.bytes, operand[0], "its source")) return;
+        ++me.messages;
         if (o.channel == no_step) {
-          problem() << "unreceived message: " << describe(r, i) << ", but rank " << o.peer
-                    << " never receives from rank " << r << "\n";
+          problem(me) << "unreceived message: " << describe(r, i) << ", but rank " << o.peer
+                      << " never receives from rank " << r << "\n";
           return;
         }
-        rank_state& to = ranks_[ix(o.peer)];
-        channel& ch = to.inbound[o.channel];
-        ch.queue.push_back({i, o.bytes, static_cast<std::uint32_t>(ch.pieces.size()),
-                            static_cast<std::uint32_t>(operand_[0].size()), known});
-        ch.pieces.insert(ch.pieces.end(), operand_[0].begin(), operand_[0].end());
-        if (ch.parked != no_step) {
-          const std::uint32_t waiting = ch.parked;
-          ch.parked = no_step;
-          make_ready(o.peer, waiting);
+        const message m{i, o.bytes, 0, static_cast<std::uint32_t>(operand[0].size()), known};
+        const int to = owner_[ix(o.peer)];
+        if (to == me.index) {
+          deliver(me, o.peer, o.channel, m, operand[0]);
+        } else {
+          mailbox& out = me.outbox[ix(to)];
+          out.deliveries.push_back({o.peer, o.channel, m});
+          out.deliveries.back().m.first_piece = static_cast<std::uint32_t>(out.pieces.size());
+          out.pieces.insert(out.pieces.end(), operand[0].begin(), operand[0].end());
         }
         break;
       }
@@ -369,10 +541,10 @@ class symbolic_run {
         channel& ch = ranks_[ix(r)].inbound[o.channel];
         const message m = ch.queue[ch.head++];
         if (m.bytes != o.bytes) {
-          problem() << "size mismatch: " << describe(r, i) << " matched " << describe(o.peer, m.step) << "\n";
+          problem(me) << "size mismatch: " << describe(r, i) << " matched " << describe(o.peer, m.step) << "\n";
           return;
         }
-        if (!in_range(r, i, o.dst_buf, o.dst, o.bytes)) return;
+        if (!in_range(me, r, i, o.dst_buf, o.dst, o.bytes)) return;
         buffer_of(r, o.dst_buf).write(o.dst, std::span<const piece>(ch.pieces).subspan(m.first_piece, m.pieces));
         if (ch.empty()) {
           ch.queue.clear();
@@ -383,50 +555,50 @@ class symbolic_run {
         break;
       }
       case algorithm::step_kind::copy: {
-        if (!read(r, i, o.src_buf, o.src, o.bytes, operand_[0], "its source")) return;
-        if (!in_range(r, i, o.dst_buf, o.dst, o.bytes)) return;
-        buffer_of(r, o.dst_buf).write(o.dst, operand_[0]);
+        if (!read(me, r, i, o.src_buf, o.src, o.bytes, operand[0], "its source")) return;
+        if (!in_range(me, r, i, o.dst_buf, o.dst, o.bytes)) return;
+        buffer_of(r, o.dst_buf).write(o.dst, operand[0]);
         break;
       }
       case algorithm::step_kind::reduce: {
-        if (!read(r, i, o.lhs_buf, o.lhs, o.bytes, operand_[0], "its left operand")) return;
-        if (!read(r, i, o.src_buf, o.src, o.bytes, operand_[1], "its right operand")) return;
-        if (!in_range(r, i, o.dst_buf, o.dst, o.bytes)) return;
-        if (!combine(r, i)) return;
-        buffer_of(r, o.dst_buf).write(o.dst, operand_[2]);
+        if (!read(me, r, i, o.lhs_buf, o.lhs, o.bytes, operand[0], "its left operand")) return;
+        if (!read(me, r, i, o.src_buf, o.src, o.bytes, operand[1], "its right operand")) return;
+        if (!in_range(me, r, i, o.dst_buf, o.dst, o.bytes)) return;
+        if (!combine(me, r, i)) return;
+        buffer_of(r, o.dst_buf).write(o.dst, operand[2]);
         break;
       }
     }
-    ++executed_;
+    ++me.executed;
     ++ranks_[ix(r)].done;
     o.waits = no_step;  // done
     for (const std::uint32_t next : p.successors(i)) {
       if (track_knowledge_) knowledge_[ix(r)][next] = sets_.unite(knowledge_[ix(r)][next], known, true);
       op& after = p.ops[next];
-      if (after.waits != no_step && --after.waits == 0) make_ready(r, next);
+      if (after.waits != no_step && --after.waits == 0) make_ready(me, r, next);
     }
-    if (track_knowledge_) final_knowledge_.emplace_back(r, known);
+    if (track_knowledge_) me.final_knowledge.emplace_back(r, known);
   }
 
-  // operand_[2] = op(operand_[0], operand_[1]), piece by piece.
-  bool combine(int r, std::uint32_t i) {
+  // me.operand[2] = op(me.operand[0], me.operand[1]), piece by piece.
+  bool combine(worker& me, int r, std::uint32_t i) {
     const op& o = rank_program(r).ops[i];
-    std::vector<piece>& out = operand_[2];
+    std::vector<piece>& out = me.operand[2];
     out.clear();
-    return walk_together(operand_[0], operand_[1], [&](const piece& left, const piece& right, std::uint64_t at) {
+    return walk_together(me.operand[0], me.operand[1], [&](const piece& left, const piece& right, std::uint64_t at) {
       if (left.source != right.source) {
-        problem() << "misplaced operands: " << describe(r, i) << " at its byte " << at << " combines "
-                  << algorithm::to_string(o.lhs_buf) << " byte " << o.lhs + at << " (byte " << left.source << " of "
-                  << sets_.describe(left.set) << ") with " << algorithm::to_string(o.src_buf) << " byte " << o.src + at
-                  << " (byte " << right.source << " of " << sets_.describe(right.set) << ")\n";
+        problem(me) << "misplaced operands: " << describe(r, i) << " at its byte " << at << " combines "
+                    << algorithm::to_string(o.lhs_buf) << " byte " << o.lhs + at << " (byte " << left.source << " of "
+                    << sets_.describe(left.set) << ") with " << algorithm::to_string(o.src_buf) << " byte "
+                    << o.src + at << " (byte " << right.source << " of " << sets_.describe(right.set) << ")\n";
         return false;
       }
       const set_id joined = sets_.unite(left.set, right.set);
       if (joined == rank_sets::overlap) {
-        problem() << "double contribution: " << describe(r, i) << " combines " << sets_.describe(left.set) << " ("
-                  << algorithm::to_string(o.lhs_buf) << " byte " << o.lhs + at << ") with " << sets_.describe(right.set)
-                  << " (" << algorithm::to_string(o.src_buf) << " byte " << o.src + at
-                  << "): they share ranks, whose data would be counted twice\n";
+        problem(me) << "double contribution: " << describe(r, i) << " combines " << sets_.describe(left.set) << " ("
+                    << algorithm::to_string(o.lhs_buf) << " byte " << o.lhs + at << ") with "
+                    << sets_.describe(right.set) << " (" << algorithm::to_string(o.src_buf) << " byte " << o.src + at
+                    << "): they share ranks, whose data would be counted twice\n";
         return false;
       }
       out.push_back({left.length, joined, left.source});
@@ -434,15 +606,17 @@ class symbolic_run {
     });
   }
 
-  void report_leftovers() {
+  // After the run, on one thread: `me` takes the report.
+  void report_leftovers(worker& me) {
+    std::ostream& problems = me.problems;
     const int n = w_.size;
     std::size_t listed_ranks = 0;
     for (int r = 0; r < n; ++r) {
       const program& p = rank_program(r);
       if (ranks_[ix(r)].done == p.ops.size()) continue;
-      if (!failed()) problem() << "deadlock: no step can run, these remain:\n";
+      if (!failed()) problem(me) << "deadlock: no step can run, these remain:\n";
       if (++listed_ranks > max_listed) {
-        problems_ << "  ... and more ranks\n";
+        problems << "  ... and more ranks\n";
         break;
       }
       std::size_t listed = 0;
@@ -450,16 +624,16 @@ class symbolic_run {
         const op& o = p.ops[i];
         if (o.waits == no_step) continue;
         if (++listed > 4) {
-          problems_ << "  rank " << r << ": ... " << p.ops.size() - ranks_[ix(r)].done << " steps in all\n";
+          problems << "  rank " << r << ": ... " << p.ops.size() - ranks_[ix(r)].done << " steps in all\n";
           break;
         }
-        problems_ << "  " << describe(r, i);
+        problems << "  " << describe(r, i);
         if (o.waits != 0) {
-          problems_ << " waits for " << o.waits << " unfinished earlier steps (dependencies or channel order)";
+          problems << " waits for " << o.waits << " unfinished earlier steps (dependencies or channel order)";
         } else if (o.kind == algorithm::step_kind::recv) {
-          problems_ << " waits for a message from rank " << o.peer << " that never came";
+          problems << " waits for a message from rank " << o.peer << " that never came";
         }
-        problems_ << "\n";
+        problems << "\n";
       }
     }
     for (int r = 0; r < n; ++r) {
@@ -467,9 +641,9 @@ class symbolic_run {
       for (std::size_t c = 0; c < p.in_peers.size(); ++c) {
         const channel& ch = ranks_[ix(r)].inbound[c];
         if (ch.empty()) continue;
-        problem() << "unreceived message: rank " << r << " never received " << ch.queue.size() - ch.head
-                  << " message(s) from rank " << p.in_peers[c] << ", the first sent by "
-                  << describe(p.in_peers[c], ch.queue[ch.head].step) << "\n";
+        problem(me) << "unreceived message: rank " << r << " never received " << ch.queue.size() - ch.head
+                    << " message(s) from rank " << p.in_peers[c] << ", the first sent by "
+                    << describe(p.in_peers[c], ch.queue[ch.head].step) << "\n";
       }
     }
   }
@@ -523,7 +697,8 @@ class symbolic_run {
     return out;
   }
 
-  void check_results() {
+  void check_results(worker& me) {
+    std::ostream& problems = me.problems;
     const int n = w_.size;
     std::size_t wrong = 0;
     std::vector<piece> got;
@@ -535,25 +710,27 @@ class symbolic_run {
       ranks_[ix(r)].buffers[static_cast<int>(algorithm::buffer::output)].read(0, total, got);
       walk_together(got, want, [&](const piece& have, const piece& need, std::uint64_t at) {
         if (have.set == need.set && (have.set == rank_sets::empty || have.source == need.source)) return true;
-        problem() << "wrong result: rank " << r << " output bytes [" << at << ", " << at + have.length << ") hold ";
+        problem(me) << "wrong result: rank " << r << " output bytes [" << at << ", " << at + have.length << ") hold ";
         if (have.set == rank_sets::empty) {
-          problems_ << "nothing (never written)";
+          problems << "nothing (never written)";
         } else {
-          problems_ << sets_.describe(have.set) << " from their byte " << have.source;
+          problems << sets_.describe(have.set) << " from their byte " << have.source;
         }
-        problems_ << ", expected " << sets_.describe(need.set) << " from their byte " << need.source << "\n";
+        problems << ", expected " << sets_.describe(need.set) << " from their byte " << need.source << "\n";
         ++wrong;
         return false;
       });
     }
     if (track_knowledge_) {
       std::vector<set_id> heard(ix(n), rank_sets::empty);
-      for (const auto& [r, known] : final_knowledge_) heard[ix(r)] = sets_.unite(heard[ix(r)], known, true);
+      for (const auto& w : workers_) {
+        for (const auto& [r, known] : w->final_knowledge) heard[ix(r)] = sets_.unite(heard[ix(r)], known, true);
+      }
       const set_id all = sets_.range(0, n - 1);
       for (int r = 0; r < n && wrong < max_listed; ++r) {
         if (heard[ix(r)] == all || n == 1) continue;
-        problem() << "barrier incomplete: rank " << r << " finishes having heard only from "
-                  << sets_.describe(heard[ix(r)]) << "\n";
+        problem(me) << "barrier incomplete: rank " << r << " finishes having heard only from "
+                    << sets_.describe(heard[ix(r)]) << "\n";
         ++wrong;
       }
     }
@@ -562,24 +739,25 @@ class symbolic_run {
   world& w_;
   const args_function& args_of_;
   symbolic_options options_;
-  std::uint64_t rng_;
   std::uint64_t granule_;
-  std::pmr::unsynchronized_pool_resource pool_;
   rank_sets sets_;
-  std::vector<rank_state> ranks_;
-  std::vector<std::vector<std::uint32_t>> ready_;
-  std::vector<char> queued_;
-  std::vector<int> next_turn_;
-  std::vector<int> place_;  // by rank: its place in the turns
-  int running_ = -1;        // the rank whose turn it is: its new ready steps run in this turn
-  std::vector<piece> operand_[3];
-  std::vector<std::vector<set_id>> knowledge_;           // barrier: per step, the ranks it has heard from
-  std::vector<std::pair<int, set_id>> final_knowledge_;  // barrier: per executed step
-  std::ostringstream problems_;
-  bool failed_ = false;
+  std::vector<rank_state> ranks_;                  // by rank: written only by its thread
+  std::vector<std::vector<std::uint32_t>> ready_;  // likewise
+  std::vector<char> queued_;                       // likewise
+  std::vector<std::vector<set_id>> knowledge_;     // likewise; barrier: per step, the ranks it has heard from
+  std::vector<int> place_;                         // by rank: its place in the turns
+  std::vector<int> owner_;                         // by rank: the thread that runs it
+  std::vector<std::unique_ptr<worker>> workers_;
   bool track_knowledge_ = false;
-  std::size_t executed_ = 0;
-  std::size_t messages_ = 0;
+  std::atomic<bool> failed_{false};
+  // Between threads, under mutex_:
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::vector<mailbox> inbox_;  // by thread: messages for its ranks
+  std::vector<char> sleeping_;  // by thread: resting until mail comes
+  int asleep_ = 0;
+  bool finished_ = false;  // every thread rests with no mail, or the run failed
+  std::exception_ptr error_;
 };
 
 }  // namespace detail

@@ -116,6 +116,13 @@ constexpr std::string_view to_string(algorithm::step_kind k) noexcept {
 
 namespace detail {
 
+// gcd(g, x), without a gcd's loop when g divides x, as it does for almost
+// every offset of a schedule (a third of compiling one otherwise).
+inline std::uint64_t fold_granule(std::uint64_t g, std::uint64_t x) noexcept {
+  const bool divides = g != 0 && ((g & (g - 1)) == 0 ? (x & (g - 1)) == 0 : x % g == 0);
+  return divides ? g : std::gcd(g, x);
+}
+
 inline std::uint32_t narrow(std::size_t value, std::string_view what, int rank) {
   if (value > std::numeric_limits<std::uint32_t>::max()) {
     tutti::detail::fail(errc::invalid_argument, "sim: rank ", rank, ": ", what, " ", value,
@@ -165,10 +172,10 @@ inline program compile(const algorithm::schedule& s, const algorithm::collective
     o.lhs_buf = st.lhs.where;
     o.bytes = detail::narrow(st.bytes, "message size", rank);
     o.peer = st.peer;
-    if (o.kind != algorithm::step_kind::recv) g = std::gcd(g, std::uint64_t{o.src});
-    if (o.kind != algorithm::step_kind::send) g = std::gcd(g, std::uint64_t{o.dst});
-    if (o.kind == algorithm::step_kind::reduce) g = std::gcd(g, std::uint64_t{o.lhs});
-    g = std::gcd(g, std::uint64_t{o.bytes});
+    if (o.kind != algorithm::step_kind::recv) g = detail::fold_granule(g, o.src);
+    if (o.kind != algorithm::step_kind::send) g = detail::fold_granule(g, o.dst);
+    if (o.kind == algorithm::step_kind::reduce) g = detail::fold_granule(g, o.lhs);
+    g = detail::fold_granule(g, o.bytes);
     for (const std::uint32_t d : s.dependencies_of(st)) {
       if (d >= i) {
         tutti::detail::fail(errc::invalid_argument, "sim: rank ", rank, " step ", i, " depends on later step ", d);

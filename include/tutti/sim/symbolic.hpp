@@ -741,13 +741,13 @@ class symbolic_run {
   symbolic_options options_;
   std::uint64_t granule_;
   rank_sets sets_;
+  std::vector<std::unique_ptr<worker>> workers_;   // before ranks_: their segment maps use its pools
   std::vector<rank_state> ranks_;                  // by rank: written only by its thread
   std::vector<std::vector<std::uint32_t>> ready_;  // likewise
   std::vector<char> queued_;                       // likewise
   std::vector<std::vector<set_id>> knowledge_;     // likewise; barrier: per step, the ranks it has heard from
   std::vector<int> place_;                         // by rank: its place in the turns
   std::vector<int> owner_;                         // by rank: the thread that runs it
-  std::vector<std::unique_ptr<worker>> workers_;
   bool track_knowledge_ = false;
   std::atomic<bool> failed_{false};
   // Between threads, under mutex_:

@@ -88,10 +88,7 @@ class rank_sets {
       const std::size_t count =
           merge(std::span(left, decode_inline(a, left)), std::span(right, decode_inline(b, right)), merged, shared);
       if (shared && !allow_overlap) return overlap;
-      const std::span<const rank_interval> parts(merged, count);
-      if (fits_inline(parts)) return encode_inline(parts);
-      const std::lock_guard lock(mutex_);
-      return intern(parts);
+      return make(std::span<const rank_interval>(merged, count));
     }
     const std::lock_guard lock(mutex_);
     const cache_key key{std::min(a, b), std::max(a, b), allow_overlap};
@@ -104,7 +101,9 @@ class rank_sets {
     merged.resize(left.size() + right.size());
     bool shared = false;
     merged.resize(merge(left, right, merged.data(), shared));
-    const set_id out = shared && !allow_overlap ? overlap : make_locked(merged);
+    const set_id out = shared && !allow_overlap ? overlap
+                       : fits_inline(merged)    ? encode_inline(merged)
+                                                : intern(merged);
     unions_.emplace(key, out);
     return out;
   }
@@ -244,24 +243,13 @@ class rank_sets {
 
   // The handle of a canonical interval list (sorted, disjoint, non-adjacent).
   set_id make(std::span<const rank_interval> parts) {
-    check(parts);
+    for (const rank_interval p : parts) {
+      if (p.lo < 0 || p.hi < p.lo) tutti::detail::fail(errc::invalid_argument, "rank set: bad interval");
+    }
     if (parts.empty()) return empty;
     if (fits_inline(parts)) return encode_inline(parts);
     const std::lock_guard lock(mutex_);
     return intern(parts);
-  }
-
-  // The same with mutex_ held.
-  set_id make_locked(std::span<const rank_interval> parts) {
-    check(parts);
-    if (parts.empty()) return empty;
-    return fits_inline(parts) ? encode_inline(parts) : intern(parts);
-  }
-
-  static void check(std::span<const rank_interval> parts) {
-    for (const rank_interval p : parts) {
-      if (p.lo < 0 || p.hi < p.lo) tutti::detail::fail(errc::invalid_argument, "rank set: bad interval");
-    }
   }
 
   // With mutex_ held: the handle of a set too long to encode in one.

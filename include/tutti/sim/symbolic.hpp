@@ -23,6 +23,12 @@
 // complete at once (the channels buffer): a deadlock reported is one of the
 // schedule itself.
 //
+// Big worlds run on every core: each thread runs the turns of its own run
+// of consecutive places and hands messages for other threads' ranks over
+// after each rank's turn (symbolic_options::threads). A rank's state is
+// only ever touched by its thread, and the run ends when every thread
+// rests with no message waiting.
+//
 // The proof is about the schedule's structure, not payload scale: use small
 // elements and a count like size * k (see sim::proof_count), so that blocks
 // and chunks are non-trivial but a 4096-rank proof stays small.
@@ -251,10 +257,10 @@ class symbolic_run {
 
   // What one thread of the run keeps to itself.
   struct worker {
-    worker(int index_, int threads, std::uint64_t seed)
-        : index(index_),
+    worker(int number, int threads, std::uint64_t seed)
+        : index(number),
           rng((seed * std::uint64_t{0x9e3779b97f4a7c15} + 1) ^
-              (static_cast<std::uint64_t>(index_) * std::uint64_t{0xbf58476d1ce4e5b9})),
+              (static_cast<std::uint64_t>(number) * std::uint64_t{0xbf58476d1ce4e5b9})),
           outbox(static_cast<std::size_t>(threads)) {
       if (rng == 0) rng = 1;
     }

@@ -65,21 +65,18 @@ class access_log {
         s.end = end;
       }
       at = s.end;
-      if (!writes) {
-        if (s.writer != none && s.writer != step) wait_for(s.writer);
-        readers_->push_back({step, s.readers});
-        s.readers = static_cast<std::uint32_t>(readers_->size() - 1);
-        ++it;
-        continue;
-      }
-      if (s.readers == none) {
-        if (s.writer != none && s.writer != step) wait_for(s.writer);
-      } else {
+      if (writes && s.readers != none) {
         for (std::uint32_t r = s.readers; r != none; r = (*readers_)[r].next) {
           if ((*readers_)[r].step != step) wait_for((*readers_)[r].step);
         }
+      } else if (s.writer != none && s.writer != step) {
+        wait_for(s.writer);
       }
-      if (written == segments_.end()) {
+      if (!writes) {
+        readers_->push_back({step, s.readers});
+        s.readers = static_cast<std::uint32_t>(readers_->size() - 1);
+        ++it;
+      } else if (written == segments_.end()) {
         written = it;
         s.writer = step;
         s.readers = none;

@@ -3,8 +3,11 @@
 // memory and runs fast. A 4096-rank ring all_reduce is about 20k steps per
 // rank, 84M in all: algorithm::step is 72 bytes and keeps dependencies
 // (what a step waits for), while running needs successors (what a finished
-// step releases), so each step is packed into 36 bytes with its successors,
-// and the schedule itself is dropped right away.
+// step releases), so each step is packed into 24 bytes with its successors,
+// and the schedule itself is dropped right away. Memory is most of what a
+// big proof costs: every page of a world is touched first while it is
+// built, and on a virtual machine whose host reclaims free memory that
+// first touch is dearer than the steps that follow.
 //
 // Channel order becomes dependencies here: a send waits for the previous
 // send to the same peer and a receive for the previous receive from it, as
@@ -35,31 +38,39 @@ namespace tutti::sim {
 
 inline constexpr std::uint32_t no_step = std::numeric_limits<std::uint32_t>::max();
 
-// One step. Offsets and sizes are 32-bit: compile() rejects a schedule whose
-// buffers exceed 4 GiB (the symbolic proofs use small counts anyway, see
-// symbolic.hpp).
+// One step, in 24 bytes. Offsets and sizes are 32-bit: compile() rejects a
+// schedule whose buffers exceed 4 GiB (the symbolic proofs use small counts
+// anyway, see symbolic.hpp). A peer is named by its channel, an index into
+// the program's in_peers (recv) or out_peers (send), as no step has both a
+// peer and a left operand.
 struct op {
+  // The most predecessors a step may have; `waits` holds it once the step ran.
+  static constexpr std::uint32_t done = (std::uint32_t{1} << 24) - 1;
+
   std::uint32_t src = 0;  // offsets, as in algorithm::step
   std::uint32_t dst = 0;
-  std::uint32_t lhs = 0;
+  union {
+    std::uint32_t lhs = 0;  // reduce
+    std::uint32_t channel;  // send: into program::out_peers; recv: into in_peers
+  };
   std::uint32_t bytes = 0;
-  std::int32_t peer = -1;
-  // send: the receiver's index of this channel (program::in_peers), or
-  // no_step if the receiver never receives from this rank; recv: its own.
-  std::uint32_t channel = no_step;
   std::uint32_t first_next = 0;  // into program::next; ends at the next op's
-  std::uint32_t waits = 0;       // predecessors: dependencies and channel order
-  algorithm::step_kind kind = algorithm::step_kind::copy;
-  algorithm::buffer src_buf = algorithm::buffer::input;
-  algorithm::buffer dst_buf = algorithm::buffer::output;
-  algorithm::buffer lhs_buf = algorithm::buffer::output;
+  std::uint32_t waits : 24 = 0;  // predecessors not yet run: dependencies and channel order
+  algorithm::step_kind kind : 2 = algorithm::step_kind::copy;
+  algorithm::buffer src_buf : 2 = algorithm::buffer::input;
+  algorithm::buffer dst_buf : 2 = algorithm::buffer::output;
+  algorithm::buffer lhs_buf : 2 = algorithm::buffer::output;
 };
+static_assert(sizeof(op) == 24);
 
 struct program {
   std::vector<op> ops;
   std::vector<std::uint32_t> next;  // successors, grouped by step
   std::vector<int> in_peers;        // the ranks it receives from, sorted: its channels
   std::vector<int> out_peers;       // the ranks it sends to, sorted
+  // By out peer: this rank's channel at that receiver (its index in the
+  // receiver's in_peers), or no_step if it never receives from this rank.
+  std::vector<std::uint32_t> out_channels;
   std::size_t input_bytes = 0;
   std::size_t output_bytes = 0;
   std::size_t scratch_bytes = 0;
@@ -70,6 +81,11 @@ struct program {
   [[nodiscard]] std::span<const std::uint32_t> successors(std::uint32_t i) const {
     const std::size_t end = i + 1 < ops.size() ? ops[i + 1].first_next : next.size();
     return std::span<const std::uint32_t>(next).subspan(ops[i].first_next, end - ops[i].first_next);
+  }
+
+  // The rank a send goes to or a receive comes from.
+  [[nodiscard]] int peer(const op& o) const {
+    return (o.kind == algorithm::step_kind::send ? out_peers : in_peers)[o.channel];
   }
 
   // Distinct peers it sends to or receives from: the connections it needs.
@@ -166,40 +182,45 @@ inline program compile(const algorithm::schedule& s, const algorithm::collective
     o.kind = st.kind;
     o.src = detail::narrow(st.src.offset, "offset", rank);
     o.dst = detail::narrow(st.dst.offset, "offset", rank);
-    o.lhs = detail::narrow(st.lhs.offset, "offset", rank);
     o.src_buf = st.src.where;
     o.dst_buf = st.dst.where;
     o.lhs_buf = st.lhs.where;
     o.bytes = detail::narrow(st.bytes, "message size", rank);
-    o.peer = st.peer;
     if (o.kind != algorithm::step_kind::recv) g = detail::fold_granule(g, o.src);
     if (o.kind != algorithm::step_kind::send) g = detail::fold_granule(g, o.dst);
-    if (o.kind == algorithm::step_kind::reduce) g = detail::fold_granule(g, o.lhs);
     g = detail::fold_granule(g, o.bytes);
+    std::uint32_t waits = 0;
     for (const std::uint32_t d : s.dependencies_of(st)) {
       if (d >= i) {
         tutti::detail::fail(errc::invalid_argument, "sim: rank ", rank, " step ", i, " depends on later step ", d);
       }
       ++scratch.degree[d];
-      ++o.waits;
+      ++waits;
     }
-    o.channel = no_step;
-    if (st.kind == algorithm::step_kind::send || st.kind == algorithm::step_kind::recv) {
+    if (st.kind == algorithm::step_kind::reduce) {
+      o.lhs = detail::narrow(st.lhs.offset, "offset", rank);
+      g = detail::fold_granule(g, o.lhs);
+    } else if (st.kind == algorithm::step_kind::send || st.kind == algorithm::step_kind::recv) {
       if (st.peer < 0 || st.peer >= n || st.peer == rank) {
         tutti::detail::fail(errc::invalid_argument, "sim: rank ", rank, " step ", i, " (", to_string(st.kind),
                             ") has invalid peer ", st.peer);
       }
       auto& last = st.kind == algorithm::step_kind::send ? scratch.last_send : scratch.last_recv;
       std::uint32_t& previous = last[static_cast<std::size_t>(st.peer)];
+      o.channel = previous;
       if (previous != no_step) {
         ++scratch.degree[previous];
-        ++o.waits;
-        o.channel = previous;
+        ++waits;
       } else {
         (st.kind == algorithm::step_kind::send ? p.out_peers : p.in_peers).push_back(st.peer);
       }
       previous = static_cast<std::uint32_t>(i);
     }
+    if (waits >= op::done) {
+      tutti::detail::fail(errc::invalid_argument, "sim: rank ", rank, " step ", i, " waits for ", waits,
+                          " steps; the simulator handles fewer than ", op::done);
+    }
+    o.waits = waits & op::done;  // below op::done, as just checked
   }
   p.granule = g;
   std::uint32_t edges = 0;
@@ -209,31 +230,31 @@ inline program compile(const algorithm::schedule& s, const algorithm::collective
     scratch.degree[i] = p.ops[i].first_next;  // now: where its next successor goes
   }
   p.next.resize(edges);
+  std::sort(p.in_peers.begin(), p.in_peers.end());
+  std::sort(p.out_peers.begin(), p.out_peers.end());
   for (std::size_t i = 0; i < count; ++i) {
     const auto self = static_cast<std::uint32_t>(i);
     for (const std::uint32_t d : s.dependencies_of(s.steps[i])) p.next[scratch.degree[d]++] = self;
-    if (p.ops[i].channel != no_step) p.next[scratch.degree[p.ops[i].channel]++] = self;
-  }
-  std::sort(p.in_peers.begin(), p.in_peers.end());
-  std::sort(p.out_peers.begin(), p.out_peers.end());
-  for (op& o : p.ops) {
-    o.channel = no_step;
-    if (o.kind == algorithm::step_kind::recv) {
-      o.channel = static_cast<std::uint32_t>(std::lower_bound(p.in_peers.begin(), p.in_peers.end(), o.peer) -
-                                             p.in_peers.begin());
-    }
+    op& o = p.ops[i];
+    if (o.kind != algorithm::step_kind::send && o.kind != algorithm::step_kind::recv) continue;
+    if (o.channel != no_step) p.next[scratch.degree[o.channel]++] = self;
+    const auto& peers = o.kind == algorithm::step_kind::send ? p.out_peers : p.in_peers;
+    o.channel =
+        static_cast<std::uint32_t>(std::lower_bound(peers.begin(), peers.end(), s.steps[i].peer) - peers.begin());
   }
   return p;
 }
 
-// Links every send to the receiver's channel, once all ranks are compiled.
+// Links every sender's channels to its receivers', once all ranks are compiled.
 inline void connect(world& w) {
   for (std::size_t r = 0; r < w.ranks.size(); ++r) {
-    for (op& o : w.ranks[r].ops) {
-      if (o.kind != algorithm::step_kind::send) continue;
-      const auto& in = w.ranks[static_cast<std::size_t>(o.peer)].in_peers;
+    program& p = w.ranks[r];
+    p.out_channels.clear();
+    for (const int peer : p.out_peers) {
+      const auto& in = w.ranks[static_cast<std::size_t>(peer)].in_peers;
       const auto it = std::lower_bound(in.begin(), in.end(), static_cast<int>(r));
-      o.channel = it != in.end() && *it == static_cast<int>(r) ? static_cast<std::uint32_t>(it - in.begin()) : no_step;
+      p.out_channels.push_back(
+          it != in.end() && *it == static_cast<int>(r) ? static_cast<std::uint32_t>(it - in.begin()) : no_step);
     }
   }
 }

@@ -22,6 +22,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <iterator>
+#include <limits>
 #include <map>
 #include <memory_resource>
 #include <span>
@@ -159,37 +160,58 @@ class segment_map {
 };
 
 // The same contents, one cell per `granule` bytes: for buffers every access
-// to which starts and ends on a cell boundary (see symbolic.hpp).
+// to which starts and ends on a cell boundary (see symbolic.hpp). A cell is
+// 12 bytes, its source counted in cells: a 4096-rank ring all_reduce proof
+// holds 34M of them.
 class cell_map {
  public:
   cell_map(std::uint64_t bytes, std::uint64_t granule) : granule_(granule), cells_(bytes / granule) {}
 
+  // One division per read, not per cell: messages of a hierarchical
+  // schedule span dozens of cells.
   void read(std::uint64_t begin, std::uint64_t length, std::vector<piece>& out) const {
     const std::uint64_t end = begin + length;
-    const std::uint64_t covered = cells_.size() * granule_;
-    for (std::uint64_t at = begin; at < end;) {
-      if (at >= covered) {
-        append(out, {end - at, rank_sets::empty, 0});
-        break;
+    const std::uint64_t stop = std::min(end, cells_.size() * granule_);
+    std::uint64_t at = begin;
+    if (at < stop) {
+      const cell* c = cells_.data() + at / granule_;
+      std::uint64_t within = at % granule_;
+      piece run{};  // the cells read since the last that did not continue
+      for (; at < stop; ++c, within = 0) {
+        const set_id set = c->set();
+        const std::uint64_t take = std::min(granule_ - within, stop - at);
+        const std::uint64_t source = set == rank_sets::empty ? 0 : c->source * granule_ + within;
+        if (run.length != 0 && continues(run, set, source)) {
+          run.length += take;
+        } else {
+          if (run.length != 0) append(out, run);
+          run = {take, set, source};
+        }
+        at += take;
       }
-      const cell& c = cells_[at / granule_];
-      const std::uint64_t within = at % granule_;
-      const std::uint64_t take = std::min(granule_ - within, end - at);
-      append(out, {take, c.set, c.set == rank_sets::empty ? 0 : c.source + within});
-      at += take;
+      append(out, run);
     }
+    if (at < end) append(out, {end - at, rank_sets::empty, 0});
   }
 
   void write(std::uint64_t begin, std::span<const piece> pieces) {
     std::uint64_t at = begin;
     for (const piece& p : pieces) {
-      if (at % granule_ != 0 || p.length % granule_ != 0) {
-        tutti::detail::fail(errc::internal, "sim: a write of bytes [", at, ", ", at + p.length,
-                            ") is not whole cells of ", granule_, " bytes");
+      const bool defined = p.set != rank_sets::empty;
+      if (at % granule_ != 0 || p.length % granule_ != 0 || (defined && p.source % granule_ != 0)) {
+        tutti::detail::fail(errc::internal, "sim: a write of bytes [", at, ", ", at + p.length, ") from byte ",
+                            p.source, " is not whole cells of ", granule_, " bytes");
+      }
+      const std::uint64_t first = defined ? p.source / granule_ : 0;
+      const std::uint64_t count = p.length / granule_;
+      if (first + count > std::numeric_limits<std::uint32_t>::max()) {
+        tutti::detail::fail(errc::internal, "sim: byte ", p.source + p.length, " is beyond what a cell records");
       }
       cell* c = cells_.data() + at / granule_;
-      for (std::uint64_t k = 0; k < p.length; k += granule_, ++c) {
-        *c = {p.set, p.set == rank_sets::empty ? 0 : p.source + k};
+      for (std::uint64_t k = 0; k < count; ++k, ++c) {
+        c->set_halves[0] = static_cast<std::uint32_t>(p.set);
+        c->set_halves[1] = static_cast<std::uint32_t>(p.set >> 32);
+        c->source = defined ? static_cast<std::uint32_t>(first + k) : 0;
       }
       at += p.length;
     }
@@ -201,19 +223,25 @@ class cell_map {
   }
 
  private:
+  // A set_id in two halves, so that a cell packs into 12 bytes.
   struct cell {
-    set_id set = rank_sets::empty;
-    std::uint64_t source = 0;
+    std::uint32_t set_halves[2] = {0, 0};
+    std::uint32_t source = 0;  // in cells
+
+    [[nodiscard]] set_id set() const noexcept { return set_halves[0] | (set_id{set_halves[1]} << 32); }
   };
+  static_assert(sizeof(cell) == 12 && rank_sets::empty == 0);
+
+  // Whether bytes of (set, source) right after `run` continue it.
+  static bool continues(const piece& run, set_id set, std::uint64_t source) {
+    return run.set == set && (set == rank_sets::empty || run.source + run.length == source);
+  }
 
   // Appends `p`, extending the last piece when `p` continues it.
   static void append(std::vector<piece>& out, const piece& p) {
-    if (!out.empty()) {
-      piece& last = out.back();
-      if (last.set == p.set && (p.set == rank_sets::empty || last.source + last.length == p.source)) {
-        last.length += p.length;
-        return;
-      }
+    if (!out.empty() && continues(out.back(), p.set, p.source)) {
+      out.back().length += p.length;
+      return;
     }
     out.push_back(p);
   }

@@ -66,7 +66,7 @@ struct symbolic_options {
   // all_reduce only: the input is the output itself, as when run in place.
   bool in_place = false;
   // Buffers are kept as cells (cell_map) when the whole world needs at most
-  // this many, 16 bytes each: a 4096-rank ring all_reduce proof needs 34M
+  // this many, 12 bytes each: a 4096-rank ring all_reduce proof needs 34M
   // and proves nearly 3 times as fast as with segments. Beyond it, segments
   // (segment_map), whose memory follows the data's structure: every rank
   // gathering thousands of blocks would not fit as cells.
@@ -224,9 +224,7 @@ class symbolic_run {
     set_id knowledge;
   };
 
-  // Messages from one peer, in order; their pieces in one vector, both
-  // cleared whenever the channel drains, which in a pipelined schedule is
-  // every few messages.
+  // Messages from one peer, in order; their pieces in one vector.
   struct channel {
     std::vector<message> queue;
     std::vector<piece> pieces;
@@ -234,6 +232,24 @@ class symbolic_run {
     std::uint32_t parked = no_step;  // a receive waiting for a message
 
     [[nodiscard]] bool empty() const noexcept { return head == queue.size(); }
+
+    // Forgets the messages received once they are half the queue: a sender
+    // that stays ahead keeps a channel from ever draining, and its queue
+    // would otherwise hold every message of the run.
+    void drop_received() {
+      if (empty()) {
+        queue.clear();
+        pieces.clear();
+        head = 0;
+        return;
+      }
+      if (head < 16 || 2 * head < queue.size()) return;
+      const std::uint32_t first = queue[head].first_piece;
+      queue.erase(queue.begin(), queue.begin() + static_cast<std::ptrdiff_t>(head));
+      pieces.erase(pieces.begin(), pieces.begin() + first);
+      for (message& m : queue) m.first_piece -= first;
+      head = 0;
+    }
   };
 
   struct rank_state {
@@ -453,11 +469,12 @@ class symbolic_run {
   }
 
   std::string describe(int r, std::uint32_t i) const {
-    const op& o = rank_program(r).ops[i];
+    const program& p = rank_program(r);
+    const op& o = p.ops[i];
     std::ostringstream out;
     out << "rank " << r << " step " << i << " (" << to_string(o.kind);
-    if (o.kind == algorithm::step_kind::send) out << " to " << o.peer;
-    if (o.kind == algorithm::step_kind::recv) out << " from " << o.peer;
+    if (o.kind == algorithm::step_kind::send) out << " to " << p.peer(o);
+    if (o.kind == algorithm::step_kind::recv) out << " from " << p.peer(o);
     out << ", " << o.bytes << " bytes)";
     return std::move(out).str();
   }
@@ -526,18 +543,20 @@ class symbolic_run {
       case algorithm::step_kind::send: {
         if (!read(me, r, i, o.src_buf, o.src, o.bytes, operand[0], "its source")) return;
         ++me.messages;
-        if (o.channel == no_step) {
-          problem(me) << "unreceived message: " << describe(r, i) << ", but rank " << o.peer
+        const int peer = p.peer(o);
+        const std::uint32_t at_peer = p.out_channels[o.channel];  // this channel's index there
+        if (at_peer == no_step) {
+          problem(me) << "unreceived message: " << describe(r, i) << ", but rank " << peer
                       << " never receives from rank " << r << "\n";
           return;
         }
         const message m{i, o.bytes, 0, static_cast<std::uint32_t>(operand[0].size()), known};
-        const int to = owner_[ix(o.peer)];
+        const int to = owner_[ix(peer)];
         if (to == me.index) {
-          deliver(me, o.peer, o.channel, m, operand[0]);
+          deliver(me, peer, at_peer, m, operand[0]);
         } else {
           mailbox& out = me.outbox[ix(to)];
-          out.deliveries.push_back({o.peer, o.channel, m});
+          out.deliveries.push_back({peer, at_peer, m});
           out.deliveries.back().m.first_piece = static_cast<std::uint32_t>(out.pieces.size());
           out.pieces.insert(out.pieces.end(), operand[0].begin(), operand[0].end());
         }
@@ -547,16 +566,12 @@ class symbolic_run {
         channel& ch = ranks_[ix(r)].inbound[o.channel];
         const message m = ch.queue[ch.head++];
         if (m.bytes != o.bytes) {
-          problem(me) << "size mismatch: " << describe(r, i) << " matched " << describe(o.peer, m.step) << "\n";
+          problem(me) << "size mismatch: " << describe(r, i) << " matched " << describe(p.peer(o), m.step) << "\n";
           return;
         }
         if (!in_range(me, r, i, o.dst_buf, o.dst, o.bytes)) return;
         buffer_of(r, o.dst_buf).write(o.dst, std::span<const piece>(ch.pieces).subspan(m.first_piece, m.pieces));
-        if (ch.empty()) {
-          ch.queue.clear();
-          ch.pieces.clear();
-          ch.head = 0;
-        }
+        ch.drop_received();
         if (track_knowledge_) known = sets_.unite(known, m.knowledge, true);
         break;
       }
@@ -577,11 +592,11 @@ class symbolic_run {
     }
     ++me.executed;
     ++ranks_[ix(r)].done;
-    o.waits = no_step;  // done
+    o.waits = op::done;
     for (const std::uint32_t next : p.successors(i)) {
       if (track_knowledge_) knowledge_[ix(r)][next] = sets_.unite(knowledge_[ix(r)][next], known, true);
       op& after = p.ops[next];
-      if (after.waits != no_step && --after.waits == 0) make_ready(me, r, next);
+      if (after.waits != op::done && --after.waits == 0) make_ready(me, r, next);
     }
     if (track_knowledge_) me.final_knowledge.emplace_back(r, known);
   }
@@ -628,7 +643,7 @@ class symbolic_run {
       std::size_t listed = 0;
       for (std::uint32_t i = 0; i < p.ops.size(); ++i) {
         const op& o = p.ops[i];
-        if (o.waits == no_step) continue;
+        if (o.waits == op::done) continue;
         if (++listed > 4) {
           problems << "  rank " << r << ": ... " << p.ops.size() - ranks_[ix(r)].done << " steps in all\n";
           break;
@@ -637,7 +652,7 @@ class symbolic_run {
         if (o.waits != 0) {
           problems << " waits for " << o.waits << " unfinished earlier steps (dependencies or channel order)";
         } else if (o.kind == algorithm::step_kind::recv) {
-          problems << " waits for a message from rank " << o.peer << " that never came";
+          problems << " waits for a message from rank " << p.peer(o) << " that never came";
         }
         problems << "\n";
       }

@@ -257,15 +257,17 @@ class timing_run {
 
   // A step whose predecessors are done, at `now`.
   void start(int r, std::uint32_t i, double now) {
-    const op& o = w_.ranks[static_cast<std::size_t>(r)].ops[i];
+    const program& p = w_.ranks[static_cast<std::size_t>(r)];
+    const op& o = p.ops[i];
     const double bytes = o.bytes;
     switch (o.kind) {
       case algorithm::step_kind::send: {
         const auto from = static_cast<std::size_t>(r);
-        const auto to = static_cast<std::size_t>(o.peer);
-        const bool local = cluster_ != nullptr && cluster_->same_host(r, o.peer);
+        const int peer = p.peer(o);
+        const auto to = static_cast<std::size_t>(peer);
+        const bool local = cluster_ != nullptr && cluster_->same_host(r, peer);
         link_calendar& out = local ? port_out_[from] : nic_out_[nic_of(r)];
-        link_calendar& in = local ? port_in_[to] : nic_in_[nic_of(o.peer)];
+        link_calendar& in = local ? port_in_[to] : nic_in_[nic_of(peer)];
         const link_class& link = local ? model_.intra : model_.nic;
         // Packet by packet, each in the earliest interval from the last one
         // on in which both ends are free.
@@ -292,13 +294,14 @@ class timing_run {
           const std::uint64_t carried = nic_bytes_[nic_of(r)] += o.bytes;
           report_.busiest_nic_bytes = std::max(report_.busiest_nic_bytes, carried);
         }
-        if (o.channel == no_step) tutti::detail::fail(errc::invalid_argument, "sim: an unreceived message");
-        channel& ch = ranks_[to].inbound[o.channel];
+        const std::uint32_t channel_at_peer = p.out_channels[o.channel];
+        if (channel_at_peer == no_step) tutti::detail::fail(errc::invalid_argument, "sim: an unreceived message");
+        channel& ch = ranks_[to].inbound[channel_at_peer];
         ch.queue.push_back({end, o.bytes});
         if (ch.parked != no_step) {
           const std::uint32_t waiting = ch.parked;
           ch.parked = no_step;
-          receive(o.peer, waiting, ch.parked_at);
+          receive(peer, waiting, ch.parked_at);
         }
         // The send is done once its last byte has left: its buffer is free
         // again and the next message to that peer may follow, as on an RC

@@ -780,19 +780,40 @@ TEST_CASE("the builder derives each step's dependencies from the bytes it touche
   }
 }
 
-TEST_CASE("schedules are the same every time they are built", "[algorithm]") {
+TEST_CASE("schedules are the same every time they are built, in recycled memory too", "[algorithm]") {
+  const auto same = [](const ta::schedule& x, const ta::schedule& y) {
+    REQUIRE(x.steps.size() == y.steps.size());
+    CHECK(x.dependencies == y.dependencies);
+    CHECK(x.scratch_bytes == y.scratch_bytes);
+    for (std::size_t i = 0; i < x.steps.size(); ++i) {
+      CHECK(x.steps[i].kind == y.steps[i].kind);
+      CHECK(x.steps[i].peer == y.steps[i].peer);
+      CHECK(x.steps[i].src == y.steps[i].src);
+      CHECK(x.steps[i].dst == y.steps[i].dst);
+      CHECK(x.steps[i].lhs == y.steps[i].lhs);
+      CHECK(x.steps[i].bytes == y.steps[i].bytes);
+    }
+  };
   for (const std::string_view algorithm : ta::algorithms_for(collective::all_reduce)) {
+    INFO(algorithm);
     const auto a = simple_args(collective::all_reduce, 3, 7, 1001);
     const auto first = ta::build(algorithm, a);
-    const auto second = ta::build(algorithm, a);
-    REQUIRE(first.steps.size() == second.steps.size());
-    CHECK(first.dependencies == second.dependencies);
-    for (std::size_t i = 0; i < first.steps.size(); ++i) {
-      CHECK(first.steps[i].kind == second.steps[i].kind);
-      CHECK(first.steps[i].src == second.steps[i].src);
-      CHECK(first.steps[i].dst == second.steps[i].dst);
-    }
+    same(first, ta::build(algorithm, a));
+    // A schedule handed back lends its memory to the next builder, which
+    // starts from nothing all the same.
+    ta::schedule spent = ta::build(algorithm, simple_args(collective::all_reduce, 2, 7, 5000));
+    const ta::step* memory = spent.steps.data();
+    ta::recycle(std::move(spent));
+    ta::schedule_builder b;
+    b.send(1, {ta::buffer::input, 0}, 4);
+    auto one = std::move(b).finish();
+    CHECK(one.steps.data() == memory);
+    REQUIRE(one.steps.size() == 1);
+    CHECK(one.dependencies.empty());
+    ta::recycle(std::move(one));
+    same(first, ta::build(algorithm, a));
   }
+  ta::recycle({});
 }
 
 TEST_CASE("build rejects unknown algorithms and bad arguments", "[algorithm]") {

@@ -209,6 +209,21 @@ TEST_CASE("several threads prove what one thread proves", "[sim][symbolic]") {
   }
 }
 
+TEST_CASE("buffers are cells while steps touch few of them, segments beyond", "[sim][symbolic]") {
+  // 64 ranks, 2 elements of 16 KiB each per rank's block: a ring moves one
+  // block (a cell or two) a step, Rabenseifner's first rounds half the vector.
+  ta::collective_args base = base_args(collective::all_reduce, 64, 128, std::size_t{16} << 10);
+  const auto ring = ts::detail::cells_of(ts::build_world("ring", base));
+  const auto halving = ts::detail::cells_of(ts::build_world("rabenseifner", base));
+  CHECK(ring.granule == std::size_t{32} << 10);
+  CHECK(ring.cells == 64 * (64 + 64 + 4));  // input, output, 4 staging slots
+  CHECK(ring.fit({}));
+  CHECK_FALSE(ring.fit({.most_cells = ring.cells - 1}));
+  CHECK(halving.touched > 8 * halving.steps);
+  CHECK_FALSE(halving.fit({.most_cells_per_step = 8}));
+  CHECK(halving.fit({.most_cells_per_step = halving.touched / halving.steps + 1}));
+}
+
 TEST_CASE("segments prove what cells prove", "[sim][symbolic]") {
   // Worlds beyond symbolic_options::most_cells keep their buffers as
   // segments; a budget of 0 forces them here, for every algorithm of every

@@ -75,9 +75,40 @@ struct schedule {
   }
 };
 
+namespace detail {
+
+// The vectors of a schedule handed back by recycle(), kept with their
+// capacity for the next builder on the same thread: the simulator builds
+// thousands of schedules in a row, and growing each from nothing copied
+// every step at each doubling, into memory not yet in cache.
+inline schedule& spare_schedule() noexcept {
+  thread_local schedule spare;
+  return spare;
+}
+
+// Takes `from`'s storage, emptied.
+template <class T>
+std::vector<T> reuse(std::vector<T>& from) noexcept {
+  std::vector<T> out = std::move(from);
+  out.clear();
+  return out;
+}
+
+}  // namespace detail
+
+// Hands a schedule no longer needed to this thread's next schedule_builder,
+// which fills the same memory.
+inline void recycle(schedule&& s) noexcept { detail::spare_schedule() = std::move(s); }
+
 // Builds a schedule, deriving dependencies from the byte ranges steps touch.
 class schedule_builder {
  public:
+  schedule_builder() noexcept
+      : steps_(detail::reuse(detail::spare_schedule().steps)),
+        dependencies_(detail::reuse(detail::spare_schedule().dependencies)) {}
+  schedule_builder(const schedule_builder&) = delete;
+  schedule_builder& operator=(const schedule_builder&) = delete;
+
   void send(int peer, region src, std::size_t bytes) {
     add({.kind = step_kind::send, .peer = peer, .src = src, .bytes = bytes});
   }

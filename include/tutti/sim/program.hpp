@@ -75,8 +75,11 @@ struct program {
   std::size_t output_bytes = 0;
   std::size_t scratch_bytes = 0;
   // The largest size that divides every buffer size and every offset and
-  // size its steps use (see sim::detail::world_granule).
+  // size its steps use (see sim::detail::cells_of).
   std::uint64_t granule = 0;
+  // Bytes its steps read and write, each operand counted: what walking
+  // them cell by cell costs (see symbolic_options::most_cells_per_step).
+  std::uint64_t bytes_touched = 0;
 
   [[nodiscard]] std::span<const std::uint32_t> successors(std::uint32_t i) const {
     const std::size_t end = i + 1 < ops.size() ? ops[i + 1].first_next : next.size();
@@ -189,6 +192,9 @@ inline program compile(const algorithm::schedule& s, const algorithm::collective
     if (o.kind != algorithm::step_kind::recv) g = detail::fold_granule(g, o.src);
     if (o.kind != algorithm::step_kind::send) g = detail::fold_granule(g, o.dst);
     g = detail::fold_granule(g, o.bytes);
+    p.bytes_touched += std::uint64_t{o.bytes} * (o.kind == algorithm::step_kind::reduce ? 3
+                                                 : o.kind == algorithm::step_kind::copy ? 2
+                                                                                        : 1);
     std::uint32_t waits = 0;
     for (const std::uint32_t d : s.dependencies_of(st)) {
       if (d >= i) {
@@ -284,12 +290,15 @@ inline world build_world(std::string_view algorithm_name, const std::function<al
         if (a.rank != r || a.size != size) {
           tutti::detail::fail(errc::invalid_argument, "sim: args_of(", r, ") gave rank ", a.rank, " of ", a.size);
         }
-        w.ranks[static_cast<std::size_t>(r)] = compile(algorithm::build(algorithm_name, a), a, scratch);
+        algorithm::schedule s = algorithm::build(algorithm_name, a);
+        w.ranks[static_cast<std::size_t>(r)] = compile(s, a, scratch);
+        algorithm::recycle(std::move(s));
       } catch (...) {
         failures[static_cast<std::size_t>(worker)] = {r, std::current_exception()};
-        return;
+        break;
       }
     }
+    algorithm::recycle({});  // frees what the last schedule left to this thread
   };
   std::vector<std::thread> threads;
   for (int k = 1; k < workers; ++k) threads.emplace_back(build_share, k);

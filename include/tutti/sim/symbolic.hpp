@@ -71,6 +71,12 @@ struct symbolic_options {
   // (segment_map), whose memory follows the data's structure: every rank
   // gathering thousands of blocks would not fit as cells.
   std::uint64_t most_cells = std::uint64_t{1} << 26;
+  // Segments too when steps touch more cells than this on average: a step
+  // walks cells one by one but takes a run of segments whole. At 4096
+  // ranks, Rabenseifner's rounds move halves of the vector (260 cells a
+  // step) and prove 6 times as fast as segments, while a hierarchical
+  // all_reduce's chunks (9 cells a step) prove twice as fast as cells.
+  std::uint64_t most_cells_per_step = 128;
   // Threads that run ranks, each its share of consecutive places and all
   // trading messages; 0: one per core, as long as each gets 256 ranks or
   // more. With several, the order explored also depends on how the threads
@@ -91,16 +97,32 @@ namespace detail {
 
 using args_function = std::function<algorithm::collective_args(int)>;
 
-// The largest size, in bytes, that divides every offset and size the
-// world's steps and buffers use: a cell_map of that granule sees only whole
-// cells. Its memory for the whole world goes to *cells.
-inline std::uint64_t world_granule(const world& w, std::uint64_t* cells) {
+// What decides how a world's buffers are kept.
+struct world_cells {
+  // The largest size, in bytes, that divides every offset and size the
+  // world's steps and buffers use: a cell_map of that granule sees only
+  // whole cells.
+  std::uint64_t granule = 1;
+  std::uint64_t cells = 0;    // of that size, in every buffer of the world
+  std::uint64_t touched = 0;  // cells its steps walk, each operand counted
+  std::uint64_t steps = 0;
+
+  [[nodiscard]] bool fit(const symbolic_options& options) const noexcept {
+    return cells <= options.most_cells && touched <= options.most_cells_per_step * std::max<std::uint64_t>(steps, 1);
+  }
+};
+
+inline world_cells cells_of(const world& w) {
+  world_cells out;
   std::uint64_t g = 0;
   for (const program& p : w.ranks) g = std::gcd(g, p.granule);
-  if (g == 0) g = 1;
-  *cells = 0;
-  for (const program& p : w.ranks) *cells += (p.input_bytes + p.output_bytes + p.scratch_bytes) / g;
-  return g;
+  out.granule = g == 0 ? 1 : g;
+  for (const program& p : w.ranks) {
+    out.cells += (p.input_bytes + p.output_bytes + p.scratch_bytes) / out.granule;
+    out.touched += p.bytes_touched / out.granule;
+    out.steps += p.ops.size();
+  }
+  return out;
 }
 
 // Walks two lists of pieces side by side, from byte 0 of each, in stretches
@@ -790,10 +812,9 @@ inline symbolic_report prove(world& w, const detail::args_function& args_of, con
   if (options.in_place && w.kind != algorithm::collective::all_reduce) {
     tutti::detail::fail(errc::invalid_argument, "sim: only all_reduce runs in place");
   }
-  std::uint64_t cells = 0;
-  const std::uint64_t granule = detail::world_granule(w, &cells);
-  if (cells <= options.most_cells) return detail::symbolic_run<cell_map>(w, args_of, options, granule).run();
-  return detail::symbolic_run<segment_map>(w, args_of, options, granule).run();
+  const detail::world_cells cells = detail::cells_of(w);
+  if (cells.fit(options)) return detail::symbolic_run<cell_map>(w, args_of, options, cells.granule).run();
+  return detail::symbolic_run<segment_map>(w, args_of, options, cells.granule).run();
 }
 
 inline symbolic_report prove(world& w, const algorithm::collective_args& base, const symbolic_options& options = {}) {

@@ -294,7 +294,7 @@ class symbolic_run {
   };
 
   // What one thread of the run keeps to itself.
-  struct worker {
+  struct alignas(64) worker {  // a line of its own: its counters change every step
     worker(int number, int threads, std::uint64_t seed)
         : index(number),
           rng((seed * std::uint64_t{0x9e3779b97f4a7c15} + 1) ^

@@ -158,9 +158,10 @@ class schedule_builder {
   }
 
  private:
-  void add(step s) {
-    if (s.bytes == 0 && s.kind != step_kind::send && s.kind != step_kind::recv) return;
+  void add(const step& proto) {
+    if (proto.bytes == 0 && proto.kind != step_kind::send && proto.kind != step_kind::recv) return;
     const auto index = static_cast<std::uint32_t>(steps_.size());
+    step& s = steps_.emplace_back(proto);
     s.first_dependency = static_cast<std::uint32_t>(dependencies_.size());
     listed_.push_back(0);
     // Lists each step it waits for once: listed_[d] is the index of the
@@ -178,7 +179,6 @@ class schedule_builder {
       if (s.kind != step_kind::send) access(s.dst, s.bytes, index, true, wait_for);
     }
     s.dependency_count = static_cast<std::uint32_t>(dependencies_.size()) - s.first_dependency;
-    steps_.push_back(s);
   }
 
   template <class WaitFor>

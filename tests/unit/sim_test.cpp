@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <iomanip>
 #include <memory>
+#include <memory_resource>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -222,6 +223,40 @@ TEST_CASE("buffers are cells while steps touch few of them, segments beyond", "[
   CHECK(halving.touched > 8 * halving.steps);
   CHECK_FALSE(halving.fit({.most_cells_per_step = 8}));
   CHECK(halving.fit({.most_cells_per_step = halving.touched / halving.steps + 1}));
+}
+
+TEST_CASE("cells and segments hold what was filled and written", "[sim][symbolic]") {
+  const auto pieces_of = [](const auto& buffer, std::uint64_t begin, std::uint64_t length) {
+    std::vector<ts::piece> out;
+    buffer.read(begin, length, out);
+    std::ostringstream text;
+    for (const auto& p : out) text << "[" << p.length << " of " << p.set << " from " << p.source << "]";
+    return text.str();
+  };
+  std::pmr::unsynchronized_pool_resource pool;
+  ts::segment_map segments(&pool);
+  ts::cell_map cells(64, 8);  // 8 cells of 8 bytes
+  const auto both = [&](auto change) {
+    change(segments);
+    change(cells);
+  };
+  // Nothing yet: undefined, and past the end too.
+  CHECK(pieces_of(cells, 0, 72) == "[72 of 0 from 0]");
+  // A whole fill, which cells keep as one piece until written.
+  both([](auto& b) { b.fill(0, 64, 5, 0); });
+  CHECK(pieces_of(cells, 8, 16) == "[16 of 5 from 8]");
+  CHECK(pieces_of(cells, 56, 16) == "[8 of 5 from 56][8 of 0 from 0]");
+  // A write in the middle: the fill stays around it.
+  const std::vector<ts::piece> written{{8, 7, 16}, {8, 0, 0}};
+  both([&](auto& b) { b.write(16, written); });
+  CHECK(pieces_of(cells, 0, 64) == "[16 of 5 from 0][8 of 7 from 16][8 of 0 from 0][32 of 5 from 32]");
+  CHECK(pieces_of(cells, 0, 64) == pieces_of(segments, 0, 64));
+  // A fill of part of a buffer is a write.
+  both([](auto& b) { b.fill(32, 16, 9, 64); });
+  CHECK(pieces_of(cells, 24, 40) == "[8 of 0 from 0][16 of 9 from 64][16 of 5 from 48]");
+  CHECK(pieces_of(cells, 0, 64) == pieces_of(segments, 0, 64));
+  // Whole cells only.
+  CHECK_THROWS_WITH(cells.write(4, written), Catch::Contains("is not whole cells of 8 bytes"));
 }
 
 TEST_CASE("segments prove what cells prove", "[sim][symbolic]") {

@@ -26,6 +26,7 @@
 #include <map>
 #include <memory_resource>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include <tutti/error.hpp>
@@ -162,17 +163,23 @@ class segment_map {
 // The same contents, one cell per `granule` bytes: for buffers every access
 // to which starts and ends on a cell boundary (see symbolic.hpp). A cell is
 // 12 bytes, its source counted in cells: a 4096-rank ring all_reduce proof
-// holds 34M of them.
+// holds 34M of them. A buffer filled whole and never written (every
+// all_reduce's input) keeps that fill instead of cells.
 class cell_map {
  public:
-  cell_map(std::uint64_t bytes, std::uint64_t granule) : granule_(granule), cells_(bytes / granule) {}
+  cell_map(std::uint64_t bytes, std::uint64_t granule) : granule_(granule), count_(bytes / granule) {}
 
   // One division per read, not per cell: messages of a hierarchical
   // schedule span dozens of cells.
   void read(std::uint64_t begin, std::uint64_t length, std::vector<piece>& out) const {
     const std::uint64_t end = begin + length;
-    const std::uint64_t stop = std::min(end, cells_.size() * granule_);
+    const std::uint64_t stop = std::min(end, count_ * granule_);
     std::uint64_t at = begin;
+    if (at < stop && cells_.empty()) {
+      const bool defined = whole_.set != rank_sets::empty;
+      append(out, {stop - at, whole_.set, defined ? whole_.source + at : 0});
+      at = stop;
+    }
     if (at < stop) {
       const cell* c = cells_.data() + at / granule_;
       std::uint64_t within = at % granule_;
@@ -195,34 +202,46 @@ class cell_map {
   }
 
   void write(std::uint64_t begin, std::span<const piece> pieces) {
+    if (cells_.empty()) {
+      cells_.resize(count_);
+      if (whole_.set != rank_sets::empty) put(0, std::exchange(whole_, piece{}));
+    }
     std::uint64_t at = begin;
     for (const piece& p : pieces) {
-      const bool defined = p.set != rank_sets::empty;
-      if (at % granule_ != 0 || p.length % granule_ != 0 || (defined && p.source % granule_ != 0)) {
-        tutti::detail::fail(errc::internal, "sim: a write of bytes [", at, ", ", at + p.length, ") from byte ",
-                            p.source, " is not whole cells of ", granule_, " bytes");
-      }
-      const std::uint64_t first = defined ? p.source / granule_ : 0;
-      const std::uint64_t count = p.length / granule_;
-      if (first + count > std::numeric_limits<std::uint32_t>::max()) {
-        tutti::detail::fail(errc::internal, "sim: byte ", p.source + p.length, " is beyond what a cell records");
-      }
-      cell* c = cells_.data() + at / granule_;
-      for (std::uint64_t k = 0; k < count; ++k, ++c) {
-        c->set_halves[0] = static_cast<std::uint32_t>(p.set);
-        c->set_halves[1] = static_cast<std::uint32_t>(p.set >> 32);
-        c->source = defined ? static_cast<std::uint32_t>(first + k) : 0;
-      }
+      put(at, p);
       at += p.length;
     }
   }
 
   void fill(std::uint64_t begin, std::uint64_t length, set_id set, std::uint64_t source) {
+    if (cells_.empty() && begin == 0 && length == count_ * granule_ && length != 0) {
+      whole_ = {length, set, source};
+      return;
+    }
     const piece p{length, set, source};
     write(begin, std::span<const piece>(&p, 1));
   }
 
  private:
+  void put(std::uint64_t at, const piece& p) {
+    const bool defined = p.set != rank_sets::empty;
+    if (at % granule_ != 0 || p.length % granule_ != 0 || (defined && p.source % granule_ != 0)) {
+      tutti::detail::fail(errc::internal, "sim: a write of bytes [", at, ", ", at + p.length, ") from byte ", p.source,
+                          " is not whole cells of ", granule_, " bytes");
+    }
+    const std::uint64_t first = defined ? p.source / granule_ : 0;
+    const std::uint64_t count = p.length / granule_;
+    if (first + count > std::numeric_limits<std::uint32_t>::max()) {
+      tutti::detail::fail(errc::internal, "sim: byte ", p.source + p.length, " is beyond what a cell records");
+    }
+    cell* c = cells_.data() + at / granule_;
+    for (std::uint64_t k = 0; k < count; ++k, ++c) {
+      c->set_halves[0] = static_cast<std::uint32_t>(p.set);
+      c->set_halves[1] = static_cast<std::uint32_t>(p.set >> 32);
+      c->source = defined ? static_cast<std::uint32_t>(first + k) : 0;
+    }
+  }
+
   // A set_id in two halves, so that a cell packs into 12 bytes.
   struct cell {
     std::uint32_t set_halves[2] = {0, 0};
@@ -247,7 +266,9 @@ class cell_map {
   }
 
   std::uint64_t granule_;
-  std::vector<cell> cells_;
+  std::uint64_t count_;      // cells the buffer spans
+  std::vector<cell> cells_;  // empty until the first write: whole_ holds it all
+  piece whole_;              // a fill of the whole buffer, before any write
 };
 
 }  // namespace tutti::sim

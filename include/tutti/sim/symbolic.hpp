@@ -199,7 +199,7 @@ class symbolic_run {
       worker& owner = worker_of(r);
       // In place, the input is the output (resolve): no buffer of its own.
       ranks_.emplace_back(make_buffer(owner, options_.in_place ? 0 : p.input_bytes), make_buffer(owner, p.output_bytes),
-                          make_buffer(owner, p.scratch_bytes), p.in_peers.size());
+                          make_buffer(owner, p.scratch_bytes), p.in_peers.size(), &owner.pool);
     }
     for (int r = 0; r < n; ++r) initialise(r);
     ready_.resize(count);
@@ -248,8 +248,9 @@ class symbolic_run {
 
   // Messages from one peer, in order; their pieces in one vector.
   struct channel {
-    std::vector<message> queue;
-    std::vector<piece> pieces;
+    explicit channel(std::pmr::memory_resource* pool) : queue(pool), pieces(pool) {}
+    std::pmr::vector<message> queue;
+    std::pmr::vector<piece> pieces;
     std::size_t head = 0;
     std::uint32_t parked = no_step;  // a receive waiting for a message
 
@@ -257,9 +258,18 @@ class symbolic_run {
 
     // Forgets the messages received once they are half the queue: a sender
     // that stays ahead keeps a channel from ever draining, and its queue
-    // would otherwise hold every message of the run.
+    // would otherwise hold every message of the run. A drained channel
+    // keeps room for a few messages only, and gives the rest back to its
+    // thread's pool: in a ring's first turns rank k gets k messages at
+    // once, and every channel keeping room for its largest backlog held
+    // 400 MB at 4096 ranks, while the backlogs come one after another.
     void drop_received() {
+      constexpr std::size_t kept = 64;
       if (empty()) {
+        if (queue.capacity() > kept) {
+          std::pmr::vector<message>(queue.get_allocator()).swap(queue);
+          std::pmr::vector<piece>(pieces.get_allocator()).swap(pieces);
+        }
         queue.clear();
         pieces.clear();
         head = 0;
@@ -275,8 +285,11 @@ class symbolic_run {
   };
 
   struct rank_state {
-    rank_state(Buffer input, Buffer output, Buffer scratch, std::size_t channels)
-        : buffers{std::move(input), std::move(output), std::move(scratch)}, inbound(channels) {}
+    rank_state(Buffer input, Buffer output, Buffer scratch, std::size_t channels, std::pmr::memory_resource* pool)
+        : buffers{std::move(input), std::move(output), std::move(scratch)} {
+      inbound.reserve(channels);
+      for (std::size_t c = 0; c < channels; ++c) inbound.emplace_back(pool);
+    }
     Buffer buffers[3];
     std::vector<channel> inbound;
     std::size_t done = 0;
@@ -304,7 +317,10 @@ class symbolic_run {
     }
     int index;
     std::uint64_t rng;
-    std::pmr::unsynchronized_pool_resource pool;  // its ranks' segment maps
+    // Its ranks' segment maps and channels. Blocks up to 1 MiB stay in the
+    // pool when freed, for the next channel that grows: freed to malloc,
+    // they went back to the system and came back as new page faults.
+    std::pmr::unsynchronized_pool_resource pool{std::pmr::pool_options{0, std::size_t{1} << 20}};
     std::vector<int> turn;
     std::vector<int> next_turn;
     int running = -1;  // the rank whose turn it is: its new ready steps run in this turn

@@ -259,6 +259,33 @@ TEST_CASE("cells and segments hold what was filled and written", "[sim][symbolic
   CHECK_THROWS_WITH(cells.write(4, written), Catch::Contains("is not whole cells of 8 bytes"));
 }
 
+TEST_CASE("a successor far down a long program is kept", "[sim][symbolic]") {
+  // Successors are stored as 16-bit distances; one 70001 steps on takes the
+  // long form. Each rank copies its block in place, then 70000 copies of
+  // its input to scratch, each after the last, then sends the block.
+  constexpr std::size_t filler = 70000;
+  const auto base = base_args(collective::all_gather, 2, 4);
+  auto w = hand_built(2, base, [](ta::schedule_builder& b, int r) {
+    const int peer = 1 - r;
+    const ta::region scratch = b.allocate_scratch(4);
+    b.copy({buffer::output, uz(r) * 4}, {buffer::input, 0}, 4);
+    for (std::size_t k = 0; k < filler; ++k) b.copy(scratch, {buffer::input, 0}, 4);
+    b.send(peer, {buffer::output, uz(r) * 4}, 4);
+    b.recv(peer, {buffer::output, uz(peer) * 4}, 4);
+  });
+  const ts::program& p = w.ranks[0];
+  REQUIRE(p.ops.size() == filler + 3);
+  std::vector<std::uint32_t> after_first;
+  for (const std::uint32_t next : p.successors(0)) after_first.push_back(next);
+  CHECK(after_first == std::vector<std::uint32_t>{filler + 1});
+  std::vector<std::uint32_t> after_second;
+  for (const std::uint32_t next : p.successors(1)) after_second.push_back(next);
+  CHECK(after_second == std::vector<std::uint32_t>{2});
+  const auto report = ts::prove(w, base);
+  INFO(report.problems);
+  CHECK(report.proven);
+}
+
 TEST_CASE("segments prove what cells prove", "[sim][symbolic]") {
   // Worlds beyond symbolic_options::most_cells keep their buffers as
   // segments; a budget of 0 forces them here, for every algorithm of every

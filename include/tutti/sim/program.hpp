@@ -74,6 +74,17 @@ inline constexpr std::uint32_t near_successor = std::uint32_t{1} << 16;
 // Entries a successor at `distance` takes.
 constexpr std::uint32_t successor_entries(std::uint32_t distance) noexcept { return distance < near_successor ? 1 : 3; }
 
+// Writes a successor at `distance` from `at` on.
+inline void put_successor(std::uint16_t* at, std::uint32_t distance) noexcept {
+  if (distance < near_successor) {
+    at[0] = static_cast<std::uint16_t>(distance);
+    return;
+  }
+  at[0] = 0;
+  at[1] = static_cast<std::uint16_t>(distance);
+  at[2] = static_cast<std::uint16_t>(distance >> 16);
+}
+
 }  // namespace detail
 
 // The successors of one step, decoded as they are walked.
@@ -282,16 +293,8 @@ inline program compile(const algorithm::schedule& s, const algorithm::collective
   p.next.resize(detail::narrow(entries, "successor entries", rank));
   // Appends successor `to` to step `from`'s list.
   const auto link = [&](std::uint32_t from, std::uint32_t to) {
-    const std::uint32_t distance = to - from;
-    std::uint16_t* at = p.next.data() + scratch.degree[from];
-    if (distance < detail::near_successor) {
-      at[0] = static_cast<std::uint16_t>(distance);
-    } else {
-      at[0] = 0;
-      at[1] = static_cast<std::uint16_t>(distance);
-      at[2] = static_cast<std::uint16_t>(distance >> 16);
-    }
-    scratch.degree[from] += detail::successor_entries(distance);
+    detail::put_successor(p.next.data() + scratch.degree[from], to - from);
+    scratch.degree[from] += detail::successor_entries(to - from);
   };
   std::sort(p.in_peers.begin(), p.in_peers.end());
   std::sort(p.out_peers.begin(), p.out_peers.end());

@@ -146,6 +146,10 @@ struct program {
     return (o.kind == algorithm::step_kind::send ? out_peers : in_peers)[o.channel];
   }
 
+  // A send's channel at its receiver, or no_step if the receiver never
+  // receives from this rank.
+  [[nodiscard]] std::uint32_t channel_at_receiver(const op& o) const { return out_channels[o.channel]; }
+
   // Distinct peers it sends to or receives from: the connections it needs.
   [[nodiscard]] std::size_t connections() const {
     std::size_t shared = 0;

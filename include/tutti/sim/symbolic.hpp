@@ -269,9 +269,10 @@ class symbolic_run {
         if (queue.capacity() > kept) {
           std::pmr::vector<message>(queue.get_allocator()).swap(queue);
           std::pmr::vector<piece>(pieces.get_allocator()).swap(pieces);
+        } else {
+          queue.clear();
+          pieces.clear();
         }
-        queue.clear();
-        pieces.clear();
         head = 0;
         return;
       }
@@ -582,7 +583,7 @@ class symbolic_run {
         if (!read(me, r, i, o.src_buf, o.src, o.bytes, operand[0], "its source")) return;
         ++me.messages;
         const int peer = p.peer(o);
-        const std::uint32_t at_peer = p.out_channels[o.channel];  // this channel's index there
+        const std::uint32_t at_peer = p.channel_at_receiver(o);
         if (at_peer == no_step) {
           problem(me) << "unreceived message: " << describe(r, i) << ", but rank " << peer
                       << " never receives from rank " << r << "\n";

@@ -294,7 +294,7 @@ class timing_run {
           const std::uint64_t carried = nic_bytes_[nic_of(r)] += o.bytes;
           report_.busiest_nic_bytes = std::max(report_.busiest_nic_bytes, carried);
         }
-        const std::uint32_t channel_at_peer = p.out_channels[o.channel];
+        const std::uint32_t channel_at_peer = p.channel_at_receiver(o);
         if (channel_at_peer == no_step) tutti::detail::fail(errc::invalid_argument, "sim: an unreceived message");
         channel& ch = ranks_[to].inbound[channel_at_peer];
         ch.queue.push_back({end, o.bytes});

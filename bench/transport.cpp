@@ -1,7 +1,8 @@
-// Point-to-point latency and bandwidth of the shm and tcp transports between
-// two processes, beside what they are judged against, measured in the same
-// binary: a bare blocking-socket ping-pong over loopback and a single-thread
-// memcpy.
+// Point-to-point latency and bandwidth between two processes of every
+// transport of the list that auto may pick between processes and that opens
+// here (shm, tcp; verbs with an RDMA device), beside what they are judged
+// against, measured in the same binary: a bare blocking-socket ping-pong
+// over loopback and a single-thread memcpy.
 //
 //   one-way latency = half the round trip of a ping-pong of N bytes
 //   bandwidth       = a window of messages streamed to the peer, one small
@@ -137,6 +138,19 @@ void bandwidth(benchmark::State& state, const std::string& transport, std::uint6
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(bytes * window));
 }
 
+// Whether `d` opens on this machine (verbs needs an RDMA device).
+bool opens_here(const tt::descriptor& d) {
+  tt::context ctx;
+  ctx.scoped_store = std::make_shared<tutti::memory_store>();
+  try {
+    (void)d.open(ctx);
+    return true;
+  } catch (const tutti::error& e) {
+    std::fprintf(stderr, "%.*s: not measured: %s\n", static_cast<int>(d.name.size()), d.name.data(), e.what());
+    return false;
+  }
+}
+
 // A bare blocking-socket ping-pong over loopback: the floor for tcp latency.
 int bare_echo(std::uint16_t port) {
   auto fd = tutti::detail::connect_to({"127.0.0.1", port}, tt::clock::now() + 10s);
@@ -179,7 +193,9 @@ int main(int argc, char** argv) {
 
   benchmark::RegisterBenchmark("memcpy/64MiB", tutti::bench::memcpy_reference, std::size_t{64} << 20)->MinTime(0.5);
   benchmark::RegisterBenchmark("bare_socket_latency/8", bare_socket_latency)->MinTime(0.5)->UseRealTime();
-  for (const std::string transport : {"shm", "tcp"}) {
+  for (const auto& d : tt::descriptors) {
+    if (d.reaches == tt::reach::process || d.auto_preference == 0 || !opens_here(d)) continue;
+    const std::string transport(d.name);
     for (const std::uint64_t bytes : {8u, 64u, 512u, 4096u, 32768u, 262144u, 1u << 20}) {
       benchmark::RegisterBenchmark(("latency/" + transport + "/" + std::to_string(bytes)).c_str(), latency, transport,
                                    bytes)

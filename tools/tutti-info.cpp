@@ -3,7 +3,7 @@
 //   tutti-run -n 4 tutti-info        (or srun / mpirun / torchrun ...)
 //
 // Rank 0 prints every rank's host and the transport it uses to reach each
-// peer (i = inproc, s = shm, t = tcp), the cost model's constants (and the
+// peer (its name's first letter: i = inproc, s = shm, ...), the cost model's constants (and the
 // hosts and the link inside them, on several hosts), then the
 // algorithm each collective would use at a range of message sizes, with its
 // chunk size and predicted time.
@@ -44,7 +44,10 @@ int main() {
                   all.data() + static_cast<std::size_t>(r) * static_cast<std::size_t>(n),
                   static_cast<long long>(footprints[at]), static_cast<double>(footprints[at + 1]) / 1024.0);
     }
-    std::printf("(peers: the transport to rank 0..%d: i inproc, s shm, t tcp, v verbs)\n", n - 1);
+    std::string legend;
+    for (const auto& d : tutti::transport::descriptors)
+      legend += tutti::detail::concat(", ", d.name.front(), ' ', d.name);
+    std::printf("(peers: the transport to rank 0..%d%s)\n", n - 1, legend.c_str());
 
     const auto& model = comm.cost_model();
     std::printf("\ncost model over %s links (%s): alpha %.2f us, beta %.2f GB/s, gamma (reduce) %.2f GB/s\n",

@@ -63,7 +63,24 @@ constexpr const char* usage =
     "  --proof-elements N    elements per rank's block in the proof (default 2)\n"
     "  --seed N              symbolic execution order (default 1)\n"
     "  --threads N           symbolic mode threads (default 0: every core, one per 256 ranks at most);\n"
-    "                        with 1, each seed runs one order of steps, so a problem found shows again\n";
+    "                        with 1, each seed runs one order of steps, so a problem found shows again\n"
+    "  --list-algorithms     print the algorithm table (as the README shows it) and exit\n";
+
+// The algorithm table as a Markdown table: the README's copy is checked
+// against this output.
+void list_algorithms() {
+  std::printf("| collectives | algorithm | default chunk | what it does |\n|---|---|---|---|\n");
+  for (const auto& entry : ta::algorithm_table) {
+    std::string kinds;
+    for (int k = 0; k <= static_cast<int>(ta::collective::barrier); ++k) {
+      const auto kind = static_cast<ta::collective>(k);
+      if (entry.kinds.contains(kind)) kinds += tutti::detail::concat(kinds.empty() ? "" : ", ", ta::to_string(kind));
+    }
+    const std::string chunk = entry.chunk_bytes == 0 ? "-" : tutti::detail::concat(entry.chunk_bytes >> 10, " KiB");
+    std::printf("| %s | `%.*s` | %s | %.*s |\n", kinds.c_str(), static_cast<int>(entry.name.size()), entry.name.data(),
+                chunk.c_str(), static_cast<int>(entry.summary.size()), entry.summary.data());
+  }
+}
 
 [[noreturn]] void bad(const std::string& what) {
   std::fprintf(stderr, "tutti-sim: %s\n%s", what.c_str(), usage);
@@ -136,6 +153,10 @@ options parse(int argc, char** argv) {
     const std::string_view opt = argv[i];
     if (opt == "-h" || opt == "--help") {
       std::fputs(usage, stdout);
+      std::exit(0);
+    }
+    if (opt == "--list-algorithms") {
+      list_algorithms();
       std::exit(0);
     }
     if (i + 1 >= argc) bad(std::string(opt) + ": missing value (or unknown option)");

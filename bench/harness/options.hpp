@@ -42,7 +42,7 @@ inline constexpr std::string_view options_help =
     "  -f, --step-factor N    multiply the size by N each step (default 2)\n"
     "  -n, --ranks N          ranks to start on this host (default 2)\n"
     "      --threads          ranks are threads of one process (default: processes)\n"
-    "      --transport NAME   auto, inproc, shm, tcp, verbs (TUTTI_TRANSPORT)\n"
+    "      --transport NAME   auto (default) or a transport by name, as TUTTI_TRANSPORT takes it\n"
     "      --algo LIST        auto (the cost model's choice), an algorithm name, or all; comma-separated\n"
     "  -d, --dtype NAME       float (default), double, int32, int64, half, bfloat16\n"
     "  -o, --op NAME          sum (default), prod, min, max\n"

@@ -6,6 +6,7 @@
 #include <tutti/algorithm/select.hpp>
 #include <tutti/bootstrap/address_card.hpp>
 #include <tutti/topology/cluster.hpp>
+#include <tutti/transport/registry.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -88,7 +89,7 @@ TEST_CASE("cluster: the rail-aligned ring crosses hosts once per host, on one ra
 TEST_CASE("cluster: every rank builds the same view and makes the same choices", "[cluster]") {
   // A cost model with a fast link inside hosts, so hierarchical plans win
   // some sizes and lose others.
-  ta::cost_model model = ta::cost_model::for_links("verbs");
+  ta::cost_model model = tutti::transport::cost_model_for("verbs");
   model.local = {0.7, ta::us_per_byte(150)};
   for (const auto& [hosts, per_host] : std::vector<std::pair<int, int>>{{1, 8}, {4, 8}, {512, 8}}) {
     for (const bool round_robin : {false, true}) {

@@ -344,7 +344,7 @@ TEST_CASE("every rank ranks algorithms with the same calibrated or given cost mo
     tutti::options config;
     config.calibrate = false;
     tutti::communicator comm(shared, r, 2, config);
-    expect(comm.cost_model() == tutti::algorithm::cost_model::for_links("inproc"), "defaults without calibration");
+    expect(comm.cost_model() == tutti::transport::cost_model_for("inproc"), "defaults without calibration");
   }));
   tutti::options bad;
   CHECK_THROWS_WITH(tutti::communicator(std::make_shared<tutti::memory_store>(), 0, 1,

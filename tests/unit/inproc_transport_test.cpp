@@ -1,5 +1,7 @@
-// The in-process transport with threads as ranks.
-#include <tutti/transport/inproc.hpp>
+// The in-process transport with threads as ranks: what is its own (self
+// channels, naming, sleeping waiters). The contract every transport keeps is
+// tested over the transport list in transport_suite_test.cpp.
+#include <tutti/transport/inproc/transport.hpp>
 #include <tutti/transport/wait.hpp>
 
 #include <catch2/catch.hpp>
@@ -48,44 +50,6 @@ std::vector<std::string> run_threads(int size, Body body) {
 }
 
 }  // namespace
-
-TEST_CASE("inproc ping-pong from 0 B to 64 MiB keeps content", "[transport][inproc]") {
-  check_all_passed(run_threads(2, [](int rank, inproc_transport& t) {
-    auto& c = t.to(1 - rank);
-    for (std::size_t bytes : {std::size_t{0}, std::size_t{1}, std::size_t{8}, std::size_t{4095}, std::size_t{65536},
-                              std::size_t{1} << 20, std::size_t{64} << 20}) {
-      const auto out = pattern(rank, 1 - rank, bytes, bytes);
-      std::vector<std::byte> in(bytes);
-      if (rank == 0) {
-        tutti::transport::wait_sent(t, c, c.post_send(out.data(), bytes), soon());
-        tutti::transport::wait_received(t, c, c.post_recv(in.data(), bytes), soon());
-      } else {
-        tutti::transport::wait_received(t, c, c.post_recv(in.data(), bytes), soon());
-        tutti::transport::wait_sent(t, c, c.post_send(out.data(), bytes), soon());
-      }
-      if (in != pattern(1 - rank, rank, bytes, bytes)) throw std::runtime_error("corrupt message");
-    }
-  }));
-}
-
-TEST_CASE("inproc keeps 16 messages in flight in order", "[transport][inproc]") {
-  check_all_passed(run_threads(2, [](int rank, inproc_transport& t) {
-    auto& c = t.to(1 - rank);
-    std::vector<std::vector<std::byte>> out, in;
-    for (std::size_t i = 0; i < 16; ++i) {
-      out.push_back(pattern(rank, 1 - rank, i, 1000 + i * 37));
-      in.emplace_back(1000 + i * 37);
-    }
-    std::uint64_t last_recv = 0, last_send = 0;
-    for (std::size_t i = 0; i < 16; ++i) last_recv = c.post_recv(in[i].data(), in[i].size());
-    for (std::size_t i = 0; i < 16; ++i) last_send = c.post_send(out[i].data(), out[i].size());
-    tutti::transport::wait_received(t, c, last_recv, soon());
-    tutti::transport::wait_sent(t, c, last_send, soon());
-    for (std::size_t i = 0; i < 16; ++i) {
-      if (in[i] != pattern(1 - rank, rank, i, in[i].size())) throw std::runtime_error("message out of order");
-    }
-  }));
-}
 
 TEST_CASE("inproc full mesh of 8 threads including self channels", "[transport][inproc]") {
   constexpr int size = 8;

@@ -3,6 +3,7 @@
 // sizes, overrides, and the parsing of model overrides.
 #include <tutti/algorithm/cost_model.hpp>
 #include <tutti/algorithm/select.hpp>
+#include <tutti/transport/registry.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -20,6 +21,9 @@ namespace ta = tutti::algorithm;
 using ta::collective;
 
 namespace {
+
+// The link classes TUTTI_COST_MODEL's `link` key names: the transports'.
+const std::vector<ta::named_link> links = tutti::transport::link_classes();
 
 std::size_t uz(int v) { return static_cast<std::size_t>(v); }
 
@@ -76,48 +80,48 @@ std::string invalid_argument_from(F f) {
 
 }  // namespace
 
-TEST_CASE("cost model: link classes have their documented figures", "[select]") {
-  const auto shm = ta::cost_model::for_links("shm");
+TEST_CASE("cost model: each transport's link class has its documented figures", "[select]") {
+  const auto shm = tutti::transport::cost_model_for("shm");
   CHECK(shm.link.alpha_us == 1.0);
   CHECK(shm.link.beta_us_per_byte == Approx(1.0 / 6000));
   CHECK(shm.gamma_us_per_byte == Approx(1.0 / 6000));
   CHECK(ta::cost_model{} == shm);
-  CHECK(ta::cost_model::for_links("inproc") == shm);
+  CHECK(tutti::transport::cost_model_for("inproc") == shm);
 
-  const auto tcp = ta::cost_model::for_links("tcp");
+  const auto tcp = tutti::transport::cost_model_for("tcp");
   CHECK(tcp.link.alpha_us == 25.0);
   CHECK(tcp.link.beta_us_per_byte == Approx(1.0 / 1500));
 
-  const auto verbs = ta::cost_model::for_links("verbs");
+  const auto verbs = tutti::transport::cost_model_for("verbs");
   CHECK(verbs.link.alpha_us == 3.0);
   CHECK(verbs.link.beta_us_per_byte == Approx(1.0 / 12000));
   CHECK(verbs.gamma_us_per_byte == Approx(1.0 / 6000));
 
-  const auto message = invalid_argument_from([] { (void)ta::cost_model::for_links("ethernet"); });
+  const auto message = invalid_argument_from([] { (void)tutti::transport::cost_model_for("ethernet"); });
   CHECK_THAT(message, Catch::Contains("'ethernet'"));
 }
 
 TEST_CASE("cost model: overrides apply left to right over the base", "[select]") {
-  const auto tcp = ta::cost_model::for_links("tcp");
-  const auto parsed = ta::parse_cost_model("alpha_us=1.5,bandwidth_gbps=6,reduce_gbps=8", tcp);
+  const auto tcp = tutti::transport::cost_model_for("tcp");
+  const auto parsed = ta::parse_cost_model("alpha_us=1.5,bandwidth_gbps=6,reduce_gbps=8", tcp, links);
   CHECK(parsed.link.alpha_us == 1.5);
   CHECK(parsed.link.beta_us_per_byte == Approx(1.0 / 6000));
   CHECK(parsed.gamma_us_per_byte == Approx(1.0 / 8000));
 
-  CHECK(ta::parse_cost_model("", tcp) == tcp);
+  CHECK(ta::parse_cost_model("", tcp, links) == tcp);
 
-  const auto relinked = ta::parse_cost_model("alpha_us=7,link=verbs,gamma_us_per_byte=0.25", tcp);
-  CHECK(relinked.link == ta::cost_model::for_links("verbs").link);
+  const auto relinked = ta::parse_cost_model("alpha_us=7,link=verbs,gamma_us_per_byte=0.25", tcp, links);
+  CHECK(relinked.link == tutti::transport::cost_model_for("verbs").link);
   CHECK(relinked.gamma_us_per_byte == 0.25);
 
-  const auto raw = ta::parse_cost_model("beta_us_per_byte=1e-3,alpha_us=0", ta::cost_model{});
+  const auto raw = ta::parse_cost_model("beta_us_per_byte=1e-3,alpha_us=0", ta::cost_model{}, links);
   CHECK(raw.link.beta_us_per_byte == 0.001);
   CHECK(raw.link.alpha_us == 0.0);
 }
 
 TEST_CASE("cost model: parse errors name the bad key or value", "[select]") {
   auto error_of = [](std::string_view text) {
-    return invalid_argument_from([text] { (void)ta::parse_cost_model(text, ta::cost_model{}); });
+    return invalid_argument_from([text] { (void)ta::parse_cost_model(text, ta::cost_model{}, links); });
   };
   CHECK_THAT(error_of("speed=3"), Catch::Contains("unknown key 'speed'"));
   CHECK_THAT(error_of("alpha_us=abc"), Catch::Contains("alpha_us='abc'"));
@@ -222,7 +226,7 @@ TEST_CASE("predict: every registered algorithm has a formula", "[select]") {
         const auto a = make(kind, size, count, 4);
         for (const auto name : ta::algorithms_for(kind)) {
           INFO(ta::to_string(kind) << " " << name << " size " << size << " count " << count);
-          const double us = ta::predict(name, a, ta::cost_model::for_links("verbs"), 0);
+          const double us = ta::predict(name, a, tutti::transport::cost_model_for("verbs"), 0);
           CHECK(std::isfinite(us));
           CHECK(us > 0);
         }
@@ -264,7 +268,7 @@ TEST_CASE("the crossover between recursive doubling and ring all_reduce is where
   // meet at m* = (2 (n-1) - L) alpha / (L (beta + gamma) - (n-1)/n (2 beta + gamma)).
   for (const auto& [link, size, levels] :
        {std::tuple{"shm", 8, 3}, std::tuple{"tcp", 16, 4}, std::tuple{"verbs", 32, 5}}) {
-    const auto model = ta::cost_model::for_links(link);
+    const auto model = tutti::transport::cost_model_for(link);
     const double alpha = model.link.alpha_us;
     const double beta = model.link.beta_us_per_byte;
     const double gamma = model.gamma_us_per_byte;
@@ -300,7 +304,7 @@ TEST_CASE("the crossover between recursive doubling and ring all_reduce is where
 
 TEST_CASE("choose: small messages take latency algorithms and large ones bandwidth algorithms", "[select]") {
   for (const char* link : {"shm", "tcp", "verbs"}) {
-    const auto model = ta::cost_model::for_links(link);
+    const auto model = tutti::transport::cost_model_for(link);
     for (const int size : {6, 8, 64}) {
       INFO(link << " n " << size);
       auto pick = [&](collective kind, std::size_t count) { return ta::choose(make(kind, size, count), none, model); };
@@ -329,7 +333,7 @@ TEST_CASE("choose: small messages take latency algorithms and large ones bandwid
 }
 
 TEST_CASE("choose: the choice is the cheapest prediction", "[select]") {
-  const ta::cost_model model = ta::cost_model::for_links("tcp");
+  const ta::cost_model model = tutti::transport::cost_model_for("tcp");
   for (const collective kind : every_collective()) {
     for (const std::size_t count : {std::size_t{8}, std::size_t{100} << 10, std::size_t{40} << 20}) {
       const auto a = make(kind, 12, count);
@@ -359,7 +363,7 @@ TEST_CASE("choose: chunks come from the candidates and grow with the message whe
         sweep{collective::all_reduce, "ring", 8, "shm"}, sweep{collective::reduce_scatter, "ring", 8, "shm"},
         sweep{collective::all_reduce, "double_binary_tree", 1000, "shm"},
         sweep{collective::all_reduce, "double_binary_tree", 64, "verbs"}}) {
-    const auto model = ta::cost_model::for_links(s.link);
+    const auto model = tutti::transport::cost_model_for(s.link);
     const std::map<collective, std::string> forced{{s.kind, std::string(s.algorithm)}};
     std::size_t previous = 0;
     std::vector<std::size_t> chunks;
@@ -424,7 +428,7 @@ TEST_CASE("choose: forced overrides win", "[select]") {
 }
 
 TEST_CASE("choose: every rank makes the same choice", "[select]") {
-  const auto model = ta::cost_model::for_links("verbs");
+  const auto model = tutti::transport::cost_model_for("verbs");
   for (const collective kind : every_collective()) {
     for (const int size : {5, 8}) {
       for (const std::size_t count : {std::size_t{3}, std::size_t{50} << 10, std::size_t{20} << 20}) {
@@ -500,10 +504,12 @@ TEST_CASE("hierarchical: without a cluster view it costs what the flat ring cost
 }
 
 TEST_CASE("cost model: the local link has keys of its own", "[select]") {
-  const auto model = ta::parse_cost_model("local_alpha_us=0.5,local_bandwidth_gbps=400,alpha_us=3", ta::cost_model{});
+  const auto model =
+      ta::parse_cost_model("local_alpha_us=0.5,local_bandwidth_gbps=400,alpha_us=3", ta::cost_model{}, links);
   CHECK(model.local.alpha_us == 0.5);
   CHECK(model.local.beta_us_per_byte == Approx(ta::us_per_byte(400)));
   CHECK(model.link.alpha_us == 3.0);
-  CHECK_THAT(invalid_argument_from([] { (void)ta::parse_cost_model("local_bandwidth_gbps=0", ta::cost_model{}); }),
-             Catch::Contains("local_bandwidth_gbps=0 is not a positive bandwidth"));
+  CHECK_THAT(
+      invalid_argument_from([] { (void)ta::parse_cost_model("local_bandwidth_gbps=0", ta::cost_model{}, links); }),
+      Catch::Contains("local_bandwidth_gbps=0 is not a positive bandwidth"));
 }

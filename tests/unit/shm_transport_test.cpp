@@ -2,7 +2,7 @@
 // processes (TCP store hosted by the test), both paths for large messages,
 // failures (mismatch, closed and killed peers), cleanup of /dev/shm, and
 // sleeping waiters.
-#include <tutti/transport/shm.hpp>
+#include <tutti/transport/shm/transport.hpp>
 
 #include <catch2/catch.hpp>
 

@@ -1,7 +1,9 @@
 // The TCP transport: threads and processes as ranks over loopback, failures
 // (wrong sizes, killed peers, peers that never listen, stray connections),
-// and two "hosts" made of network namespaces joined by a veth pair.
-#include <tutti/transport/tcp.hpp>
+// and two "hosts" made of network namespaces joined by a veth pair. The
+// contract every transport keeps is tested over the transport list in
+// transport_suite_test.cpp.
+#include <tutti/transport/tcp/transport.hpp>
 #include <tutti/transport/wait.hpp>
 
 #include <catch2/catch.hpp>
@@ -190,31 +192,6 @@ TEST_CASE("tcp missing interface is an invalid_argument listing the interfaces",
 
 // --- data ------------------------------------------------------------------
 
-TEST_CASE("tcp ping-pong from 0 B to 64 MiB keeps content", "[transport][tcp]") {
-  check_all_passed(run_threads(2, [](int rank, tcp_transport& t) {
-    auto& c = t.to(1 - rank);
-    std::size_t round = 0;
-    for (const std::size_t bytes :
-         {std::size_t{0}, std::size_t{1}, std::size_t{8}, std::size_t{4095}, std::size_t{65536 + 13},
-          std::size_t{1} << 20, (std::size_t{16} << 20) + 5, std::size_t{64} << 20}) {
-      const auto out = pattern(bytes, seed_of(rank, 1 - rank, round));
-      std::vector<std::byte> in(bytes);
-      if (rank == 0) {
-        const auto s = c.post_send(out.data(), bytes);
-        tutti::transport::wait_received(t, c, c.post_recv(in.data(), bytes), soon());
-        tutti::transport::wait_sent(t, c, s, soon());
-      } else {
-        tutti::transport::wait_received(t, c, c.post_recv(in.data(), bytes), soon());
-        tutti::transport::wait_sent(t, c, c.post_send(out.data(), bytes), soon());
-      }
-      const auto bad = tutti::test::pattern_mismatch(in, seed_of(1 - rank, rank, round));
-      require(bad.empty(), tutti::detail::concat(bytes, " bytes: ", bad));
-      ++round;
-    }
-    require(c.idle(), "channel not idle at the end");
-  }));
-}
-
 TEST_CASE("tcp streaming from 0 B to 64 MiB with everything posted at once", "[transport][tcp]") {
   const std::vector<std::size_t> sizes{
       0, 3, 4096, 100'000, std::size_t{1} << 20, (std::size_t{8} << 20) + 1, 0, std::size_t{64} << 20};
@@ -239,52 +216,6 @@ TEST_CASE("tcp streaming from 0 B to 64 MiB with everything posted at once", "[t
       }
       const std::byte ack{1};
       tutti::transport::wait_sent(t, c, c.post_send(&ack, 1), soon());
-    }
-  }));
-}
-
-TEST_CASE("tcp 16 messages in flight per peer arrive in order and intact", "[transport][tcp]") {
-  constexpr int ranks = 3;
-  constexpr std::size_t depth = 16;
-  check_all_passed(run_threads(ranks, [](int rank, tcp_transport& t) {
-    auto bytes_of = [](int from, int to, std::size_t i) -> std::size_t {
-      return i % 5 == 0 ? 0 : (i * 7919 + static_cast<std::size_t>(from * 31 + to)) % 70'000;
-    };
-    for (int repeat = 0; repeat < 3; ++repeat) {
-      std::vector<std::vector<std::byte>> out;
-      std::vector<std::vector<std::byte>> in;
-      std::vector<int> peer_of;
-      for (int peer = 0; peer < ranks; ++peer) {
-        if (peer == rank) continue;
-        for (std::size_t i = 0; i < depth; ++i) {
-          const auto index = static_cast<std::size_t>(repeat) * depth + i;
-          out.push_back(pattern(bytes_of(rank, peer, index), seed_of(rank, peer, index)));
-          in.emplace_back(bytes_of(peer, rank, index));
-          peer_of.push_back(peer);
-        }
-      }
-      // Sends first to one peer, receives first from the other: both orders.
-      for (std::size_t k = 0; k < out.size(); ++k) {
-        auto& c = t.to(peer_of[k]);
-        if ((peer_of[k] + rank) % 2 == 0) {
-          c.post_send(out[k].data(), out[k].size());
-          c.post_recv(in[k].data(), in[k].size());
-        } else {
-          c.post_recv(in[k].data(), in[k].size());
-          c.post_send(out[k].data(), out[k].size());
-        }
-      }
-      for (int peer = 0; peer < ranks; ++peer) {
-        if (peer == rank) continue;
-        auto& c = t.to(peer);
-        tutti::transport::wait_received(t, c, c.recvs_posted() - 1, soon());
-        tutti::transport::wait_sent(t, c, c.sends_posted() - 1, soon());
-      }
-      for (std::size_t k = 0; k < in.size(); ++k) {
-        const auto index = static_cast<std::size_t>(repeat) * depth + k % depth;
-        const auto bad = tutti::test::pattern_mismatch(in[k], seed_of(peer_of[k], rank, index));
-        require(bad.empty(), tutti::detail::concat("message ", index, " from rank ", peer_of[k], ": ", bad));
-      }
     }
   }));
 }

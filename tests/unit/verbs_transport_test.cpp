@@ -4,7 +4,7 @@
 // across them, so every byte crosses real queue pairs between two "hosts".
 // The others run anywhere: parsing, GID choice, and what happens without a
 // device.
-#include <tutti/transport/verbs.hpp>
+#include <tutti/transport/verbs/transport.hpp>
 
 #include <signal.h>
 #include <unistd.h>

@@ -71,13 +71,13 @@ struct plan {
 // model has no formula for it.
 inline std::optional<plan> plan_for(std::string_view algorithm, const collective_args& a, const cost_model& model) {
   if (!is_chunked(a.kind, algorithm) || a.chunk_bytes != 0) {
-    const auto us = costs::time_us(algorithm, a, model, 0);
+    const auto us = time_us(algorithm, a, model, 0);
     if (!us) return std::nullopt;
     return plan{is_chunked(a.kind, algorithm) ? a.chunk_bytes : 0, *us};
   }
   std::optional<plan> best;
   for (const std::size_t chunk : chunk_candidates) {
-    const auto us = costs::time_us(algorithm, a, model, chunk);
+    const auto us = time_us(algorithm, a, model, chunk);
     if (!us) return std::nullopt;
     if (!best || *us < best->predicted_us) best = plan{chunk, *us};
   }

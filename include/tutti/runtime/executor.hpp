@@ -49,15 +49,6 @@ struct route {
 
 class executor {
  public:
-  // Runs `s` to completion or throws: start, then poll until done, idling
-  // whenever a round moved nothing.
-  void run(const algorithm::schedule& s, const buffers& b, std::span<const route> routes,
-           const detail::reduction* reduce, std::chrono::milliseconds timeout, std::string_view collective, int rank,
-           const call_signature* check = nullptr) {
-    start(s, b, routes, reduce, transport::lazy_deadline(timeout), collective, rank, check);
-    while (!poll()) idle(transport::clock::time_point::max());
-  }
-
   // Begins running `s`; poll() and idle() carry it on, so a caller can keep
   // several operations queued and progress them as it likes (requests).
   // `s`, `b`'s buffers, `routes` and `reduce` must outlive the run; `check`

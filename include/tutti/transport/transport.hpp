@@ -1,5 +1,6 @@
 // The byte-level transport layer: per-peer ordered channels and the
-// transports that own them (inproc, shm, tcp, verbs).
+// transports that own them (one folder each under transport/, listed in
+// transport/registry.hpp).
 //
 // A channel moves whole messages to one peer and from it, in order in each
 // direction, like an RC queue pair. post_send and post_recv only enqueue;
@@ -139,7 +140,7 @@ class transport {
  public:
   virtual ~transport() = default;
 
-  // "inproc", "shm", "tcp", "verbs": also the name of its address card entry.
+  // Its descriptor's name: also the name of its address card entry.
   [[nodiscard]] virtual std::string_view name() const noexcept = 0;
 
   // This rank's address for the transport, published in its address card
@@ -165,6 +166,21 @@ class transport {
   virtual void wait_for_activity(clock::time_point deadline) = 0;
 
   [[nodiscard]] virtual footprint held() const = 0;
+
+  // Keeps [data, data + bytes) registered with the transport's device until
+  // unregister_memory(data), so that transfers from and into it skip
+  // registration on the hot path. A no-op for transports that move bytes
+  // without registering memory (the default).
+  virtual void register_memory(const void* data, std::size_t bytes) {
+    static_cast<void>(data);
+    static_cast<void>(bytes);
+  }
+  virtual void unregister_memory(const void* data) { static_cast<void>(data); }
+
+  // The RDMA device this transport sends through between hosts, as the
+  // host's topology names it (the cluster view takes its rail from it);
+  // empty for transports without one.
+  [[nodiscard]] virtual std::string nic() const { return {}; }
 };
 
 }  // namespace tutti::transport

@@ -1,61 +1,25 @@
 // One peer's channel of the shm transport: the message protocol over the two
 // rings of the pair (ours into the peer's segment, the peer's into ours) and
-// the single-copy path for large messages. shm.hpp describes the protocol;
-// this file implements it.
+// the single-copy path for large messages. transport.hpp describes the
+// protocol; this file implements it, over the state and failure handling of
+// channel_state.hpp.
 #pragma once
-
-#include <sys/types.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <string>
-#include <thread>
 
-#include <tutti/error.hpp>
-#include <tutti/transport/shm/futex.hpp>
+#include <tutti/transport/shm/channel_state.hpp>
 #include <tutti/transport/shm/layout.hpp>
-#include <tutti/transport/shm/op_queue.hpp>
 #include <tutti/transport/shm/peer_process.hpp>
-#include <tutti/transport/shm/segment.hpp>
-#include <tutti/transport/transport.hpp>
 
 namespace tutti::detail::shm {
 
-// How a channel reaches its peer, set up by the transport's attach.
-struct channel_wiring {
-  int peer = 0;
-  pid_t peer_pid = 0;
-  bool same_process = false;    // ranks are threads: copy with memcpy
-  bool can_reach_peer = false;  // cross-memory attach into the peer works
-  segment_header* peer_header = nullptr;
-  ring_control* in = nullptr;  // the peer's messages to us, in our segment
-  std::byte* in_slots = nullptr;
-  std::uint64_t in_slot_count = 0;  // a power of two
-  ring_control* out = nullptr;      // our messages to the peer, in its segment
-  std::byte* out_slots = nullptr;
-  std::uint64_t out_slot_count = 0;
-};
-
-struct channel_settings {
-  std::uint64_t eager_limit = 0;  // larger messages take the single-copy path
-  std::uint64_t chunk_bytes = 0;  // single-copy transfers move in chunks of at most this size (>= 64 KiB)
-  bool single_copy = true;        // false: every message goes through the ring
-  std::chrono::milliseconds timeout{0};
-};
-
-class shm_channel final : public tutti::transport::channel {
+class shm_channel final : public channel_state {
  public:
-  shm_channel(const channel_wiring& wiring, const channel_settings& settings)
-      : channel(wiring.peer),
-        wire_(wiring),
-        settings_(settings),
-        watch_(wiring.same_process ? pid_t{0} : wiring.peer_pid),
-        in_batch_(std::max<std::uint64_t>(wiring.in_slot_count / 4, 1)) {}
+  shm_channel(const channel_wiring& wiring, const channel_settings& settings) : channel_state(wiring, settings) {}
 
   shm_channel(const shm_channel&) = delete;
   shm_channel& operator=(const shm_channel&) = delete;
@@ -80,7 +44,7 @@ class shm_channel final : public tutti::transport::channel {
   }
 
   // Whether progress() could move something now. Loads are seq_cst: this is
-  // the check a rank makes after announcing that it sleeps (see shm.hpp).
+  // the check a rank makes after announcing that it sleeps (see transport.hpp).
   [[nodiscard]] bool ready() const noexcept {
     if (failed()) return false;
     if (gone_ != gone_reason::none) return pending();
@@ -116,16 +80,6 @@ class shm_channel final : public tutti::transport::channel {
   // buffers before they are freed.
   void close() noexcept { abandon_transfer(); }
 
-  // Wakes the peer if it announced that it sleeps. Every change the peer may
-  // wait for is a seq_cst store or read-modify-write made before this call.
-  void notify_peer() const noexcept {
-    segment_header& other = *wire_.peer_header;
-    if (other.sleeping.load(std::memory_order_seq_cst) != 0) {
-      other.doorbell.fetch_add(1, std::memory_order_seq_cst);
-      futex_wake_all(other.doorbell);
-    }
-  }
-
  protected:
   void enqueue_send(const void* data, std::size_t bytes) override {
     send_op op;
@@ -143,67 +97,6 @@ class shm_channel final : public tutti::transport::channel {
   }
 
  private:
-  // What the peer tells us through shared memory, without a system call: a
-  // failure it published, or that it closed its transport.
-  void check_shared_state() noexcept {
-    if (failed() || gone_ != gone_reason::none) return;
-    for (const ring_control* ring : {wire_.in, wire_.out}) {
-      const auto code = static_cast<fault_code>(ring->fault.load(std::memory_order_seq_cst));
-      if (code == fault_code::none) continue;
-      if (code == fault_code::mismatch && ring == wire_.out) {
-        fail(errc::mismatch,
-             tutti::detail::concat(
-                 "rank ", peer(), " rejected a message of ", ring->fault_actual.load(std::memory_order_relaxed),
-                 " bytes: its receive was posted for ", ring->fault_expected.load(std::memory_order_relaxed), " bytes"),
-             fault_code::none);
-      } else {
-        fail(errc::remote_failure,
-             tutti::detail::concat("rank ", peer(), " (pid ", wire_.peer_pid, ") failed the shm channel (",
-                                   describe(code), ")"),
-             fault_code::none);
-      }
-      return;
-    }
-    if (wire_.peer_header->closed.load(std::memory_order_seq_cst) != 0) gone_ = gone_reason::closed;
-  }
-
-  static constexpr std::uint64_t chunk_mask = 0xffffffffULL;
-  static constexpr std::uint64_t min_chunk = 65536;
-  enum class gone_reason { none, closed, exited };
-
-  struct send_op {
-    const std::byte* data = nullptr;
-    std::uint64_t bytes = 0;
-    std::uint64_t offset = 0;    // bytes already in the ring
-    std::uint64_t transfer = 0;  // single copy: the transfer's number on this pair
-    bool single_copy = false;
-    bool started = false;
-  };
-  struct recv_op {
-    std::byte* data = nullptr;
-    std::uint64_t bytes = 0;
-    std::uint64_t received = 0;
-    bool started = false;
-  };
-  // The single-copy transfer into the front receive, if any.
-  struct active_transfer {
-    bool on = false;
-    std::uint64_t source = 0;  // the sender's address
-    std::uint64_t bytes = 0;
-    std::uint64_t chunk = 0;
-    std::uint64_t chunks = 0;
-  };
-
-  static const char* describe(fault_code code) noexcept {
-    switch (code) {
-      case fault_code::mismatch: return "a message size mismatch";
-      case fault_code::transport: return "a local transport error";
-      case fault_code::protocol: return "a corrupt record";
-      case fault_code::none: break;
-    }
-    return "unknown fault";
-  }
-
   // ---- sending -------------------------------------------------------------
 
   static std::atomic_ref<std::uint64_t> stamp(std::byte* slot) noexcept {
@@ -227,7 +120,7 @@ class shm_channel final : public tutti::transport::channel {
   // Fills the next slot and publishes it. The stamp is stored last: a
   // release (the consumer's acquire load of it makes the slot's bytes
   // visible), and seq_cst, so that the peer cannot fall asleep without
-  // seeing it (see shm.hpp).
+  // seeing it (see transport.hpp).
   void write_slot(record_kind kind, std::uint64_t message_bytes, const void* payload, std::uint64_t bytes) noexcept {
     std::byte* slot = out_slot(out_next_);
     slot_header header;
@@ -466,104 +359,6 @@ class shm_channel final : public tutti::transport::channel {
     complete_recvs();
     return true;
   }
-
-  // Stops the peer from claiming more chunks of our active transfer and
-  // waits (bounded) for the chunks it is copying into our buffer.
-  void abandon_transfer() noexcept {
-    if (!active_.on) return;
-    active_.on = false;
-    ring_control& ring = *wire_.in;
-    std::uint64_t claim = ring.claim.load(std::memory_order_acquire);
-    while (!ring.claim.compare_exchange_weak(claim, claim | chunk_mask, std::memory_order_acq_rel)) {
-    }
-    const std::uint64_t claimed = std::min(claim & chunk_mask, active_.chunks);
-    const std::uint64_t owed = std::min(claimed * active_.chunk, active_.bytes);
-    const auto deadline = tutti::transport::clock::now() + settings_.timeout;
-    for (int round = 0; ring.copied.load(std::memory_order_acquire) < owed; ++round) {
-      if (watch_.exited() || tutti::transport::clock::now() >= deadline) return;
-      if (round < 64) {
-        std::this_thread::yield();
-      } else {
-        std::this_thread::sleep_for(std::chrono::microseconds(100));
-      }
-    }
-  }
-
-  // ---- failures ------------------------------------------------------------
-
-  void publish_fault(fault_code code) noexcept {
-    std::uint32_t none = 0;
-    wire_.in->fault.compare_exchange_strong(none, static_cast<std::uint32_t>(code), std::memory_order_seq_cst);
-    notify_peer();
-  }
-
-  // Ends the channel: the first error wins and stays. `shared` tells the
-  // peer, unless the failure came from it.
-  void fail(errc code, const std::string& message, fault_code shared) noexcept {
-    if (failed()) return;
-    abandon_transfer();
-    if (shared != fault_code::none) publish_fault(shared);
-    fail_with(code, message);
-  }
-
-  void mismatch(std::uint64_t posted, std::uint64_t incoming) noexcept {
-    wire_.in->fault_expected.store(posted, std::memory_order_relaxed);
-    wire_.in->fault_actual.store(incoming, std::memory_order_relaxed);
-    fail(errc::mismatch,
-         tutti::detail::concat("receive #", recvs_done(), " from rank ", peer(), " was posted for ", posted,
-                               " bytes but the message has ", incoming, " bytes"),
-         fault_code::mismatch);
-  }
-
-  void corrupt(const slot_header& header) noexcept {
-    fail(errc::transport,
-         tutti::detail::concat("shm: corrupt record from rank ", peer(), " (kind ", header.kind, ", ",
-                               header.payload_bytes, " of ", header.message_bytes, " bytes)"),
-         fault_code::protocol);
-  }
-
-  void fail_copy(const char* what, int code) noexcept {
-    if (code == ESRCH || watch_.exited()) {
-      gone_ = gone_reason::exited;
-      fail_gone();
-    } else if (wire_.peer_header->closed.load(std::memory_order_seq_cst) != 0) {
-      gone_ = gone_reason::closed;
-      fail_gone();
-    } else {
-      fail(errc::transport,
-           tutti::detail::concat("shm: ", what, " rank ", peer(), " (pid ", wire_.peer_pid,
-                                 ") failed: ", errno_message(code)),
-           fault_code::transport);
-    }
-  }
-
-  void fail_gone() noexcept {
-    const char* what = gone_ == gone_reason::exited ? " exited" : " closed its transport";
-    fail(errc::remote_failure,
-         tutti::detail::concat("rank ", peer(), " (pid ", wire_.peer_pid, ")", what, " with ", sends_.size(),
-                               " sends and ", recvs_.size(), " receives pending"),
-         fault_code::none);
-  }
-
-  channel_wiring wire_;
-  channel_settings settings_;
-  process_watch watch_;
-  std::uint64_t in_batch_;  // publish tail after this many slots
-  bool use_single_copy_ = false;
-  gone_reason gone_ = gone_reason::none;
-
-  op_queue<send_op> sends_;
-  std::size_t unwritten_ = 0;   // sends_[0, unwritten_) are wholly in the ring
-  std::uint64_t out_next_ = 0;  // slots written
-  std::uint64_t out_tail_seen_ = 0;
-  std::uint64_t transfers_posted_ = 0;
-  std::uint64_t acks_seen_ = 0;
-
-  op_queue<recv_op> recvs_;
-  std::uint64_t in_tail_ = 0;  // slots consumed
-  std::uint64_t in_published_ = 0;
-  std::uint64_t transfers_started_ = 0;
-  active_transfer active_;
 };
 
 }  // namespace tutti::detail::shm

@@ -1,6 +1,6 @@
 // The shared-memory transport's segment layout: what lies where in the
-// segment each rank owns, and the record format of its rings. See shm.hpp for
-// the protocol that uses them.
+// segment each rank owns, and the record format of its rings. See
+// transport.hpp for the protocol that uses them.
 #pragma once
 
 #include <atomic>

@@ -106,27 +106,19 @@
 // the memory with the last mapping). A failed setup unlinks our segment, and
 // those of peers whose process is gone.
 //
-// Environment variables (read by the constructor that takes no options):
-//   TUTTI_SHM_EAGER_LIMIT  bytes; larger messages take the single-copy path
-//                          (default 32768)
-//   TUTTI_SHM_RING_BYTES   bytes of slots per peer pair, a power of two from
-//                          8192 to 2^30 (default 262144: 64 slots)
-//   TUTTI_SHM_CHUNK_BYTES  largest single-copy chunk, 65536 to 2^30
-//                          (default 262144)
-//   TUTTI_SHM_CMA          0 turns the single-copy path off: large messages go
-//                          through the ring (default 1)
+// Tunables and their TUTTI_SHM_* environment variables: shm/options.hpp.
+// Attach's steps: shm/setup.hpp. The channel protocol: shm/channel.hpp (the
+// message paths) over shm/channel_state.hpp (what they share, and failure).
 #pragma once
 
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <new>
 #include <span>
 #include <string>
 #include <string_view>
@@ -135,65 +127,18 @@
 #include <vector>
 
 #include <tutti/bootstrap/address_card.hpp>
-#include <tutti/bootstrap/store.hpp>
-#include <tutti/detail/env.hpp>
 #include <tutti/detail/log.hpp>
 #include <tutti/error.hpp>
 #include <tutti/transport/shm/channel.hpp>
 #include <tutti/transport/shm/futex.hpp>
 #include <tutti/transport/shm/layout.hpp>
+#include <tutti/transport/shm/options.hpp>
 #include <tutti/transport/shm/peer_process.hpp>
 #include <tutti/transport/shm/segment.hpp>
+#include <tutti/transport/shm/setup.hpp>
 #include <tutti/transport/transport.hpp>
 
 namespace tutti::transport {
-
-struct shm_options {
-  // Messages up to this many bytes go through the ring (two copies, no system
-  // call); larger ones are copied once through the kernel (TUTTI_SHM_EAGER_LIMIT).
-  std::size_t eager_limit = 32768;
-  // Bytes of each per-pair ring, a power of two from 8 KiB to 1 GiB: that
-  // many divided by 4 KiB slots (TUTTI_SHM_RING_BYTES).
-  std::size_t ring_bytes = std::size_t{256} << 10U;
-  // Single-copy transfers move in chunks of half the message, at least 64 KiB
-  // and at most this many bytes (TUTTI_SHM_CHUNK_BYTES, 64 KiB to 1 GiB).
-  std::size_t chunk_bytes = std::size_t{256} << 10U;
-  // false: no single-copy path, large messages are pipelined through the ring
-  // (TUTTI_SHM_CMA=0).
-  bool single_copy = true;
-
-  [[nodiscard]] static shm_options from_env(const tutti::detail::env_lookup& env = tutti::detail::process_env) {
-    shm_options out;
-    if (auto value = env("TUTTI_SHM_EAGER_LIMIT")) {
-      out.eager_limit =
-          static_cast<std::size_t>(tutti::detail::parse_env_int("TUTTI_SHM_EAGER_LIMIT", *value, 0, 1LL << 30));
-    }
-    if (auto value = env("TUTTI_SHM_RING_BYTES")) {
-      out.ring_bytes =
-          static_cast<std::size_t>(tutti::detail::parse_env_int("TUTTI_SHM_RING_BYTES", *value, 8192, 1LL << 30));
-    }
-    if (auto value = env("TUTTI_SHM_CHUNK_BYTES")) {
-      out.chunk_bytes =
-          static_cast<std::size_t>(tutti::detail::parse_env_int("TUTTI_SHM_CHUNK_BYTES", *value, 65536, 1LL << 30));
-    }
-    if (auto value = env("TUTTI_SHM_CMA")) {
-      out.single_copy = tutti::detail::parse_env_int("TUTTI_SHM_CMA", *value, 0, 1) != 0;
-    }
-    out.validate();
-    return out;
-  }
-
-  void validate() const {
-    if (ring_bytes < 8192 || ring_bytes > (std::size_t{1} << 30U) || (ring_bytes & (ring_bytes - 1)) != 0) {
-      tutti::detail::fail(errc::invalid_argument, "shm: ring size ", ring_bytes,
-                          " (TUTTI_SHM_RING_BYTES) is not a power of two from 8192 to 2^30");
-    }
-    if (chunk_bytes < 65536 || chunk_bytes > (std::size_t{1} << 30U)) {
-      tutti::detail::fail(errc::invalid_argument, "shm: chunk size ", chunk_bytes,
-                          " (TUTTI_SHM_CHUNK_BYTES) is not from 65536 to 2^30");
-    }
-  }
-};
 
 class shm_transport final : public transport {
  public:
@@ -225,15 +170,15 @@ class shm_transport final : public transport {
   void attach(std::span<const address_card> cards, std::span<const int> peers) override {
     if (attached_) tutti::detail::fail(errc::invalid_argument, "shm: attach called twice");
     const auto deadline = clock::now() + ctx_.config.timeout;
-    auto infos = describe_peers(cards, peers);
+    auto infos = tutti::detail::shm::describe_peers(ctx_, cards, peers);
     index_.assign(static_cast<std::size_t>(ctx_.size), -1);
     attached_ = true;
     if (infos.empty()) return;
     try {
       create(infos);
-      barrier("up", "create its segment", infos, deadline);
+      tutti::detail::shm::barrier(ctx_, name_, "up", "create its segment", infos, deadline);
       for (std::size_t i = 0; i < infos.size(); ++i) connect(infos[i], static_cast<std::uint32_t>(i));
-      barrier("mapped", "map its peers' segments", infos, deadline);
+      tutti::detail::shm::barrier(ctx_, name_, "mapped", "map its peers' segments", infos, deadline);
       tutti::detail::shm::unlink_segment(name_);
       unlinked_ = true;
       for (auto& c : channels_) c->finish_setup();
@@ -319,135 +264,38 @@ class shm_transport final : public transport {
   static constexpr std::chrono::milliseconds liveness_interval{5};
   static constexpr int check_every = 64;
 
-  struct peer_info {
-    int rank = 0;
-    std::int64_t pid = 0;
-    std::string segment;
-  };
-
   tutti::detail::shm::shm_channel& channel_of(int peer) {
     return static_cast<tutti::detail::shm::shm_channel&>(to(peer));
   }
 
-  // The peers' segment names and pids from their cards, sorted by rank.
-  [[nodiscard]] std::vector<peer_info> describe_peers(std::span<const address_card> cards,
-                                                      std::span<const int> peers) const {
-    if (cards.size() != static_cast<std::size_t>(ctx_.size)) {
-      tutti::detail::fail(errc::invalid_argument, "shm: ", cards.size(), " address cards for a world of ", ctx_.size);
-    }
-    const address_card& mine = cards[static_cast<std::size_t>(ctx_.rank)];
-    std::vector<peer_info> infos;
-    for (const int peer : peers) {
-      if (peer < 0 || peer >= ctx_.size || peer == ctx_.rank) {
-        tutti::detail::fail(errc::invalid_argument, "shm: rank ", ctx_.rank, " cannot serve peer ", peer,
-                            " in a world of ", ctx_.size);
-      }
-      const address_card& card = cards[static_cast<std::size_t>(peer)];
-      if (card.host_id != mine.host_id) {
-        tutti::detail::fail(errc::invalid_argument, "shm: rank ", peer, " (", card.describe(),
-                            ") is not on this host (rank ", ctx_.rank, ", ", mine.describe(), ")");
-      }
-      peer_info info;
-      info.rank = peer;
-      info.pid = card.pid;
-      info.segment = parse_endpoint(card, peer);
-      infos.push_back(std::move(info));
-    }
-    std::sort(infos.begin(), infos.end(), [](const auto& a, const auto& b) { return a.rank < b.rank; });
-    for (std::size_t i = 1; i < infos.size(); ++i) {
-      if (infos[i].rank == infos[i - 1].rank) {
-        tutti::detail::fail(errc::invalid_argument, "shm: peer ", infos[i].rank, " listed twice");
-      }
-    }
-    return infos;
-  }
-
-  static std::string parse_endpoint(const address_card& card, int peer) {
-    for (const auto& [transport_name, address] : card.endpoints) {
-      if (transport_name != "shm") continue;
-      const auto space = address.find(' ');
-      const std::string_view segment = std::string_view(address).substr(0, space);
-      std::int64_t pid = 0;
-      const std::string_view pid_text =
-          space == std::string::npos ? std::string_view{} : std::string_view(address).substr(space + 1);
-      const auto [end, status] = std::from_chars(pid_text.data(), pid_text.data() + pid_text.size(), pid);
-      if (!segment.starts_with("/tutti-") || segment.find('/', 1) != std::string_view::npos || segment.size() > 200 ||
-          status != std::errc{} || end != pid_text.data() + pid_text.size() || pid != card.pid) {
-        tutti::detail::fail(errc::invalid_argument, "shm: rank ", peer, " (", card.describe(),
-                            ") published a malformed endpoint ", tutti::detail::printable(address));
-      }
-      return std::string(segment);
-    }
-    tutti::detail::fail(errc::invalid_argument, "shm: rank ", peer, " (", card.describe(),
-                        ") has no shm endpoint in its address card");
-  }
-
-  void create(const std::vector<peer_info>& infos) {
+  void create(const std::vector<tutti::detail::shm::peer_info>& infos) {
     namespace shm = tutti::detail::shm;
     geometry_ = shm::geometry{options_.ring_bytes, static_cast<std::uint32_t>(infos.size())};
     segment_ = shm::create_segment(name_, static_cast<std::size_t>(geometry_.total_bytes()));
-    std::byte* base = segment_->base();
-    header_ = new (base) shm::segment_header{};
-    header_->magic = shm::segment_magic;
-    header_->version = shm::layout_version;
-    header_->rank = ctx_.rank;
-    header_->pid = ::getpid();
-    header_->owner_address = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(base));
-    header_->segment_bytes = geometry_.total_bytes();
-    header_->ring_bytes = geometry_.ring_bytes;
-    header_->slot_bytes = static_cast<std::uint32_t>(shm::slot_bytes);
-    header_->ring_count = geometry_.ring_count;
-    auto* table = reinterpret_cast<std::int32_t*>(base + shm::geometry::table_offset());
-    for (std::uint32_t i = 0; i < geometry_.ring_count; ++i) {
-      table[i] = infos[i].rank;
-      new (base + geometry_.ring_offset(i)) shm::ring_control{};
-    }
+    header_ = shm::format_segment(segment_->base(), ctx_.rank, geometry_, infos);
   }
 
   // Maps peer `info`'s segment, checks it, and opens the channel to it;
   // `index` is the peer's ring in our segment.
-  void connect(const peer_info& info, std::uint32_t index) {
+  void connect(const tutti::detail::shm::peer_info& info, std::uint32_t index) {
     namespace shm = tutti::detail::shm;
-    auto mapped = shm::open_segment(info.segment);
-    auto bad = [&](std::string_view why) {
-      tutti::detail::fail(errc::transport, "shm: segment ", info.segment, " of rank ", info.rank, " (pid ", info.pid,
-                          "): ", why);
-    };
-    if (mapped->size() < sizeof(shm::segment_header)) bad("too small");
-    auto* peer_header = reinterpret_cast<shm::segment_header*>(mapped->base());
-    if (peer_header->magic != shm::segment_magic || peer_header->version != shm::layout_version) {
-      bad("not a tutti segment of this version");
-    }
-    if (peer_header->rank != info.rank || peer_header->pid != info.pid) bad("belongs to another rank");
-    const shm::geometry theirs{peer_header->ring_bytes, peer_header->ring_count};
-    if (peer_header->slot_bytes != shm::slot_bytes || theirs.ring_bytes < 2 * shm::slot_bytes ||
-        (theirs.ring_bytes & (theirs.ring_bytes - 1)) != 0 || theirs.ring_bytes > (std::uint64_t{1} << 30U) ||
-        theirs.total_bytes() != peer_header->segment_bytes || peer_header->segment_bytes > mapped->size()) {
-      bad("inconsistent sizes");
-    }
-    const auto* table = reinterpret_cast<const std::int32_t*>(mapped->base() + shm::geometry::table_offset());
-    std::uint32_t slot = theirs.ring_count;
-    for (std::uint32_t i = 0; i < theirs.ring_count; ++i) {
-      if (table[i] == ctx_.rank) slot = i;
-    }
-    if (slot == theirs.ring_count) bad(tutti::detail::concat("has no ring for rank ", ctx_.rank));
-
+    shm::peer_segment theirs = shm::open_peer_segment(info, ctx_.rank);
     shm::channel_wiring wiring;
     wiring.peer = info.rank;
     wiring.peer_pid = static_cast<pid_t>(info.pid);
     // One process: the registry handed us the owner's own mapping.
-    wiring.same_process =
-        info.pid == ::getpid() && peer_header->owner_address == reinterpret_cast<std::uintptr_t>(mapped->base());
-    wiring.can_reach_peer = wiring.same_process || probe(info, *peer_header);
-    wiring.peer_header = peer_header;
+    wiring.same_process = info.pid == ::getpid() &&
+                          theirs.header->owner_address == reinterpret_cast<std::uintptr_t>(theirs.mapped->base());
+    wiring.can_reach_peer = wiring.same_process || shm::probe(info, *theirs.header);
+    wiring.peer_header = theirs.header;
     std::byte* in_ring = segment_->base() + geometry_.ring_offset(index);
     wiring.in = reinterpret_cast<shm::ring_control*>(in_ring);
     wiring.in_slots = in_ring + sizeof(shm::ring_control);
     wiring.in_slot_count = geometry_.slot_count();
-    std::byte* out_ring = mapped->base() + theirs.ring_offset(slot);
+    std::byte* out_ring = theirs.mapped->base() + theirs.layout.ring_offset(theirs.ring);
     wiring.out = reinterpret_cast<shm::ring_control*>(out_ring);
     wiring.out_slots = out_ring + sizeof(shm::ring_control);
-    wiring.out_slot_count = theirs.slot_count();
+    wiring.out_slot_count = theirs.layout.slot_count();
     // The peer reads this after the "mapped" barrier to choose its path.
     wiring.in->single_copy.store(options_.single_copy && wiring.can_reach_peer ? 1 : 0, std::memory_order_release);
 
@@ -456,52 +304,9 @@ class shm_transport final : public transport {
     settings.chunk_bytes = options_.chunk_bytes;
     settings.single_copy = options_.single_copy;
     settings.timeout = ctx_.config.timeout;
-    peer_segments_.push_back(std::move(mapped));
+    peer_segments_.push_back(std::move(theirs.mapped));
     index_[static_cast<std::size_t>(info.rank)] = static_cast<int>(channels_.size());
     channels_.push_back(std::make_unique<shm::shm_channel>(wiring, settings));
-  }
-
-  // Whether the kernel lets us read the peer's memory: read its magic where
-  // the peer itself mapped its header.
-  static bool probe(const peer_info& info, const tutti::detail::shm::segment_header& header) {
-    std::uint64_t value = 0;
-    const int code =
-        tutti::detail::shm::read_process(static_cast<pid_t>(info.pid), &value, header.owner_address, sizeof value);
-    if (code != 0 || value != tutti::detail::shm::segment_magic) {
-      tutti::detail::log(tutti::detail::log_level::info, "shm: cannot read the memory of rank ", info.rank, " (pid ",
-                         info.pid, "): ", code != 0 ? tutti::detail::shm::errno_message(code) : "unexpected contents",
-                         "; large messages to it go through the ring");
-      return false;
-    }
-    return true;
-  }
-
-  // Publishes that this rank reached `stage` and waits until every peer has.
-  void barrier(std::string_view stage, std::string_view doing, const std::vector<peer_info>& infos,
-               clock::time_point deadline) {
-    store& s = *ctx_.scoped_store;
-    auto key = [&](const std::string& segment) { return tutti::detail::concat("shm/", stage, segment); };
-    s.set(key(name_), "1");
-    std::vector<std::string> keys;
-    keys.reserve(infos.size());
-    for (const auto& info : infos) keys.push_back(key(info.segment));
-    const auto left = std::max(std::chrono::milliseconds(1),
-                               std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()));
-    try {
-      s.wait(keys, left);
-    } catch (const error& e) {
-      if (e.code() != errc::timeout) throw;
-      const auto present = s.contains(keys);
-      std::string missing;
-      int count = 0;
-      for (std::size_t i = 0; i < infos.size(); ++i) {
-        if (present[i]) continue;
-        missing += tutti::detail::concat(count++ == 0 ? "" : ", ", infos[i].rank, " (pid ", infos[i].pid, ")");
-      }
-      tutti::detail::fail(errc::timeout, "shm: rank ", ctx_.rank, " waited ",
-                          std::chrono::duration<double>(ctx_.config.timeout).count(), " s for rank",
-                          count == 1 ? " " : "s ", missing, " to ", doing);
-    }
   }
 
   void check_peers(clock::time_point now) {

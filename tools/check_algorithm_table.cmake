@@ -1,0 +1,22 @@
+# Fails unless README's algorithm table (between its two markers) is what
+# TOOL --list-algorithms prints, so the README cannot drift from the table
+# in algorithm/registry.hpp.
+execute_process(COMMAND ${TOOL} --list-algorithms OUTPUT_VARIABLE expected RESULT_VARIABLE status)
+if(NOT status EQUAL 0)
+  message(FATAL_ERROR "${TOOL} --list-algorithms failed: ${status}")
+endif()
+file(READ ${README} readme)
+set(begin_marker "<!-- algorithm table: tutti-sim --list-algorithms -->\n")
+set(end_marker "<!-- end of algorithm table -->")
+string(FIND "${readme}" "${begin_marker}" begin)
+string(FIND "${readme}" "${end_marker}" end)
+if(begin EQUAL -1 OR end EQUAL -1)
+  message(FATAL_ERROR "README.md has no algorithm table markers")
+endif()
+string(LENGTH "${begin_marker}" marker_length)
+math(EXPR first "${begin} + ${marker_length}")
+math(EXPR length "${end} - ${first}")
+string(SUBSTRING "${readme}" ${first} ${length} shown)
+if(NOT shown STREQUAL expected)
+  message(FATAL_ERROR "README.md's algorithm table differs from tutti-sim --list-algorithms; paste its output:\n${expected}")
+endif()

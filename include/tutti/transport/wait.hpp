@@ -33,9 +33,14 @@ inline constexpr int spin_rounds = 256;
 inline constexpr int yield_rounds = 64;
 // When ranks outnumber CPUs: a short spin, well under a microsecond, which
 // catches the answer of a partner running on another core without a trip
-// through the scheduler (measured on 2 cores, 4 ranks, 8 B all_reduce: no
-// spin 8.5-11.8 us, 8 rounds 3.5-6.3, 16 rounds 3.0-4.8, 32 rounds 3.4-8.1),
-// then yields for a few milliseconds before sleeping.
+// through the scheduler, then yields for a few milliseconds before
+// sleeping. Measured on 2 cores with 4 ranks (bench/compare_builds.sh,
+// best of 15 interleaved runs): 16 rounds against 32 make all_reduce and
+// all_gather of 8 B to 16 KiB 1.15-1.2x faster (8 B all_reduce 2.25 against
+// 2.7 us), where every rank waits on another; a 1-4 KiB ping-pong between
+// two of the four, while the other two sleep, is 1.3-1.8x slower, its answer
+// arriving just after 16 rounds. Crowded hosts run collectives, so 16.
+// (Earlier, 8 B all_reduce: no spin 8.5-11.8 us, 8 rounds 3.5-6.3.)
 inline constexpr int crowded_spin_rounds = 16;
 inline constexpr int crowded_yield_rounds = 4096;
 // The longest single sleep: bounds how late a deadline or a dead peer is
@@ -76,7 +81,7 @@ class backoff {
   void reset() noexcept { round_ = 0; }
   bool pause() noexcept {
     const bool crowded = detail::oversubscribed().load(std::memory_order_relaxed);
-    const int spins = crowded ? 32 : detail::spin_rounds;
+    const int spins = crowded ? detail::crowded_spin_rounds : detail::spin_rounds;
     const int yields = crowded ? detail::crowded_yield_rounds : detail::yield_rounds;
     if (round_ >= spins + yields) return false;  // asleep-ready until reset
     if (round_++ < spins) {

@@ -298,11 +298,11 @@ class communicator {
   // twice takes two unregistrations.
   template <element T>
   void register_memory(std::span<const T> buffer) {
-    state_->memory.add(state_->world.transports(), buffer.data(), buffer.size_bytes());
+    state_->memory.add(state_->world, buffer.data(), buffer.size_bytes());
   }
   template <element T>
   void unregister_memory(std::span<const T> buffer) {
-    state_->memory.remove(state_->world.transports(), buffer.data(), buffer.size_bytes());
+    state_->memory.remove(state_->world, buffer.data(), buffer.size_bytes());
   }
 
   // Operations queued by *_async calls and not yet done.

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <span>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -88,6 +89,33 @@ TEST_CASE("explicit form rejects bad arguments before touching the store", "[com
   CHECK(shared->contains(std::vector<std::string>{"tutti/generation/0"}) == std::vector<bool>{false});
   const tutti::communicator alone(shared, 0, 1);
   CHECK_THROWS_WITH(alone.card(1), "tutti: invalid_argument: communicator::card: rank 1 is outside [0, 1)");
+}
+
+TEST_CASE("a transport name not in the transport list is rejected naming the choices", "[communicator]") {
+  tutti::options config;
+  config.transport = "carrier_pigeon";
+  CHECK_THROWS_WITH(tutti::communicator(std::make_shared<tutti::memory_store>(), 0, 1, config),
+                    Catch::Contains("transport 'carrier_pigeon' (TUTTI_TRANSPORT or options) is not one of auto, "
+                                    "inproc, shm, tcp, verbs"));
+}
+
+TEST_CASE("register_memory counts registrations and names bad buffers", "[communicator]") {
+  tutti::communicator comm(std::make_shared<tutti::memory_store>(), 0, 1);
+  std::vector<float> buffer(1000);
+  const std::span<const float> all(buffer);
+  comm.register_memory(all);
+  comm.register_memory(all);
+  CHECK_THROWS_WITH(comm.register_memory(all.first(10)), Catch::Contains("registered with 4000 bytes, not 40"));
+  comm.unregister_memory(all);
+  comm.unregister_memory(all);
+  CHECK_THROWS_WITH(comm.unregister_memory(all),
+                    Catch::StartsWith("tutti: invalid_argument: unregister_memory: the buffer at") &&
+                        Catch::Contains("(4000 bytes) is not registered"));
+  CHECK_THROWS_WITH(comm.register_memory(std::span<const float>(static_cast<const float*>(nullptr), 5)),
+                    "tutti: invalid_argument: register_memory: null buffer of 20 bytes");
+  // Nothing to register: no-ops, as an empty send is.
+  comm.register_memory(all.first(0));
+  comm.unregister_memory(all.first(0));
 }
 
 TEST_CASE("rendezvous rejects a rank running another tutti version", "[communicator]") {

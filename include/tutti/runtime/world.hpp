@@ -86,6 +86,8 @@ class world {
   [[nodiscard]] std::span<const std::unique_ptr<transport::transport>> transports() const noexcept {
     return transports_;
   }
+  // The descriptor of each of transports(), in the same order.
+  [[nodiscard]] std::span<const transport::descriptor* const> descriptors() const noexcept { return descriptors_; }
   [[nodiscard]] transport::transport& transport_to(int peer) const {
     return *route_table_[static_cast<std::size_t>(peer)].via;
   }

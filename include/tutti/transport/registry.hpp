@@ -5,7 +5,9 @@
 // descriptor.hpp, and one line here.
 //
 // Test builds (TUTTI_TEST_TRANSPORTS) also list the transports that exist to
-// test the others: faulty, which injects delays and failures.
+// test the others: faulty, which injects delays and failures. Define it for
+// a whole program or not at all: the list is one inline variable, and two
+// translation units that disagree on it break the one-definition rule.
 #pragma once
 
 #include <array>

@@ -140,15 +140,10 @@ void bandwidth(benchmark::State& state, const std::string& transport, std::uint6
 
 // Whether `d` opens on this machine (verbs needs an RDMA device).
 bool opens_here(const tt::descriptor& d) {
-  tt::context ctx;
-  ctx.scoped_store = std::make_shared<tutti::memory_store>();
-  try {
-    (void)d.open(ctx);
-    return true;
-  } catch (const tutti::error& e) {
-    std::fprintf(stderr, "%.*s: not measured: %s\n", static_cast<int>(d.name.size()), d.name.data(), e.what());
-    return false;
-  }
+  const std::string why = tt::unavailable_here(d);
+  if (!why.empty())
+    std::fprintf(stderr, "%.*s: not measured: %s\n", static_cast<int>(d.name.size()), d.name.data(), why.c_str());
+  return why.empty();
 }
 
 // A bare blocking-socket ping-pong over loopback: the floor for tcp latency.

@@ -47,19 +47,6 @@ void require(bool condition, const std::string& what) {
   if (!condition) throw std::runtime_error(what);
 }
 
-// Why `d` cannot open on this machine, or empty when it can.
-std::string unavailable_here(const tt::descriptor& d) {
-  try {
-    tutti::options config;
-    config.timeout = 5s;
-    (void)d.open(tutti::test::transport_context(std::make_shared<tutti::memory_store>(), 0, 1, config));
-    return {};
-  } catch (const tutti::error& e) {
-    if (e.code() != tutti::errc::unavailable || !d.may_be_unavailable) throw;
-    return e.message();
-  }
-}
-
 // The transports of the list that open here; TUTTI_TEST_SUITE_TRANSPORTS
 // ("verbs,tcp") keeps only those named, so that a slow machine (the
 // soft-RoCE VM) runs the suites over the transport it is there for.
@@ -69,7 +56,7 @@ std::vector<const tt::descriptor*> usable_transports() {
   for (const auto& d : tt::descriptors) {
     bool named = !only;
     if (only) tutti::detail::for_each_item(*only, [&](std::string_view name) { named = named || name == d.name; });
-    if (named && unavailable_here(d).empty()) out.push_back(&d);
+    if (named && tt::unavailable_here(d).empty()) out.push_back(&d);
   }
   return out;
 }
@@ -116,7 +103,7 @@ TEST_CASE("every transport of the list opens here or says why it cannot", "[tran
     CHECK(tt::find_descriptor(d.name) == &d);
     CHECK(d.open != nullptr);
     CHECK_FALSE(d.summary.empty());
-    const std::string why = unavailable_here(d);
+    const std::string why = tt::unavailable_here(d);
     if (!why.empty()) WARN(d.name << " cannot open on this machine: " << why);
   }
   CHECK_FALSE(usable_transports().empty());

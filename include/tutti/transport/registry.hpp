@@ -11,11 +11,13 @@
 #pragma once
 
 #include <array>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <tutti/algorithm/cost_model.hpp>
+#include <tutti/bootstrap/memory_store.hpp>
 #include <tutti/error.hpp>
 #include <tutti/transport/descriptor.hpp>
 #include <tutti/transport/inproc/descriptor.hpp>
@@ -72,6 +74,22 @@ inline algorithm::cost_model cost_model_for(std::string_view name) {
   algorithm::cost_model model;
   model.link = descriptor_named(name, "cost model link class").link;
   return model;
+}
+
+// Why transport `d` cannot open on this machine (an RDMA transport without
+// a device), or empty when it opens: it opens as rank 0 of a world of one.
+// Failing otherwise, or failing where its descriptor does not allow it, is
+// an error and thrown.
+inline std::string unavailable_here(const descriptor& d) {
+  context ctx;
+  ctx.scoped_store = std::make_shared<memory_store>();
+  try {
+    (void)d.open(ctx);
+    return {};
+  } catch (const error& e) {
+    if (e.code() != errc::unavailable || !d.may_be_unavailable) throw;
+    return e.message();
+  }
 }
 
 }  // namespace tutti::transport
